@@ -1,0 +1,1 @@
+"""MediaNest backend API."""

@@ -1,0 +1,1 @@
+"""MediaNest frontend: server-rendered catalogue page over the backend API."""

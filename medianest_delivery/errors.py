@@ -1,0 +1,42 @@
+"""One small exception hierarchy: every error says what is wrong and what to do."""
+
+from __future__ import annotations
+
+
+class DeliveryError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(DeliveryError, ValueError):
+    """An app config, ignore file, reference or parameter is invalid."""
+
+
+class ToolMissingError(DeliveryError, FileNotFoundError):
+    """A required executable (trivy, docker, mmdebstrap...) is not installed."""
+
+
+class CommandFailedError(DeliveryError, RuntimeError):
+    """A subprocess exited non-zero; the message carries its argv and output tail."""
+
+    def __init__(self, argv: list[str], returncode: int, output: str, tail_lines: int = 40) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.output = output
+        tail = "\n".join(output.splitlines()[-tail_lines:])
+        super().__init__(f"command {argv!r} exited with {returncode}; last output:\n{tail}")
+
+
+class GateFailedError(DeliveryError, RuntimeError):
+    """A quality or security gate blocked the release."""
+
+
+class RegistryError(DeliveryError, ConnectionError):
+    """The OCI registry refused or could not be reached (transient: retried)."""
+
+
+class VerificationError(DeliveryError, RuntimeError):
+    """A signature, attestation or digest does not match: the image is not trusted."""
+
+
+class StackError(DeliveryError, RuntimeError):
+    """A component of the local stack failed to start or answer."""

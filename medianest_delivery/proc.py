@@ -1,0 +1,59 @@
+"""Run subprocesses from argument lists only (never a shell) with clear errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from medianest_delivery.errors import CommandFailedError, ToolMissingError
+
+
+def which_or_raise(tool: str, hint: str = "") -> str:
+    """Return the absolute path of ``tool`` or raise naming it and how to get it."""
+    found = shutil.which(tool)
+    if found is None:
+        venv_bin = Path(sys.executable).parent / tool  # tools installed into this venv
+        if venv_bin.exists():
+            return str(venv_bin)
+        raise ToolMissingError(f"{tool!r} is not installed or not on PATH. {hint}".strip())
+    return found
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float | None = 1800,
+    ok_codes: Sequence[int] = (0,),
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` without a shell, capturing stdout+stderr as text.
+
+    Raises CommandFailedError (with the output tail) when the exit code is not in
+    ``ok_codes`` and ``check`` is true.
+    """
+    if isinstance(argv, str):  # a string here would mean someone built a command line
+        raise TypeError("run_command takes an argument list, not a string")
+    args = [str(a) for a in argv]
+    full_env = {**os.environ, **(env or {})}
+    try:
+        completed = subprocess.run(
+            args,
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise ToolMissingError(f"{args[0]!r} is not installed or not on PATH") from exc
+    if check and completed.returncode not in ok_codes:
+        raise CommandFailedError(args, completed.returncode, completed.stdout or "")
+    return completed

@@ -1,0 +1,60 @@
+"""Where the local stack lives and listens; every value can be overridden by env."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name}={raw!r} is not an integer port") from exc
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Locations and ports of the embedded local stack (all on 127.0.0.1)."""
+
+    state_dir: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("MEDIANEST_STATE_DIR", str(Path.home() / ".local/state/medianest-delivery"))
+        )
+    )
+    registry_port: int = field(default_factory=lambda: _env_int("MEDIANEST_REGISTRY_PORT", 5000))
+    prefect_port: int = field(default_factory=lambda: _env_int("MEDIANEST_PREFECT_PORT", 4200))
+    base_image: str = field(
+        default_factory=lambda: os.environ.get("MEDIANEST_BASE_IMAGE", "medianest/base:bookworm")
+    )
+    debian_mirror: str = field(
+        default_factory=lambda: os.environ.get("MEDIANEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+    )
+
+    @property
+    def docker_socket(self) -> Path:
+        return self.state_dir / "docker" / "docker.sock"
+
+    @property
+    def docker_host(self) -> str:
+        return os.environ.get("DOCKER_HOST") or f"unix://{self.docker_socket}"
+
+    @property
+    def registry_host(self) -> str:
+        return f"127.0.0.1:{self.registry_port}"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return os.environ.get("PREFECT_API_URL") or f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.state_dir / "keys"
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.state_dir / "releases"

@@ -1,0 +1,323 @@
+"""The embedded local stack: dockerd, an OCI registry, the Prefect server, the base image.
+
+Each component answers ``probe()`` (is something serving where we expect?) and
+``start()``; ``up`` starts only what does not answer, and records a pid file for
+what it started so that ``down`` stops only that. Everything binds to 127.0.0.1
+and keeps its data under ``StackSettings.state_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from medianest_delivery.errors import StackError
+from medianest_delivery.proc import run_command, which_or_raise
+from medianest_delivery.settings import StackSettings
+
+BASE_IMAGE_PACKAGES = ("python3", "python3-psycopg", "python3-prometheus-client")
+# Docs and locales are dead weight in container images.
+_DPKG_EXCLUDES = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*", "/usr/share/info/*")
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    running: bool
+    where: str
+    started_by_us: bool
+    detail: str = ""
+
+
+class StackComponent(Protocol):
+    name: str
+
+    def status(self) -> ComponentStatus: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> bool: ...
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _ManagedProcess:
+    """A daemon we may start in its own session, with a pid file and a log file."""
+
+    name = "process"
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.run_dir = settings.state_dir / "run"
+        self.log_dir = settings.state_dir / "logs"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    def our_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def probe(self) -> bool:
+        raise NotImplementedError
+
+    def where(self) -> str:
+        raise NotImplementedError
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def startup_timeout(self) -> float:
+        return 60.0
+
+    def status(self) -> ComponentStatus:
+        running = self.probe()
+        pid = self.our_pid()
+        detail = f"pid {pid}" if pid else ("external" if running else "")
+        return ComponentStatus(self.name, running, self.where(), pid is not None, detail)
+
+    def start(self) -> None:
+        if self.probe():
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{self.name}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(  # noqa: S603 - argument list, no shell
+                self.argv(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env()},
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        deadline = time.monotonic() + self.startup_timeout()
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                raise StackError(f"{self.name} exited with {proc.returncode}; see {log_path}:\n" + "\n".join(tail))
+            if self.probe():
+                return
+            time.sleep(0.5)
+        raise StackError(f"{self.name} did not answer at {self.where()} within {self.startup_timeout():.0f}s; see {log_path}")
+
+    def stop(self) -> bool:
+        pid = self.our_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.2)
+        if _pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+class DockerEngine(_ManagedProcess):
+    """dockerd without bridge or iptables: containers use host networking only."""
+
+    name = "docker"
+
+    def where(self) -> str:
+        return self.settings.docker_host
+
+    def probe(self) -> bool:
+        import docker
+
+        try:
+            client = docker.DockerClient(base_url=self.settings.docker_host, timeout=3)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001 - any failure means "not answering"
+            return False
+
+    def argv(self) -> list[str]:
+        dockerd = which_or_raise("dockerd", "Install Debian's docker.io (make deps).")
+        root = self.settings.state_dir / "docker"
+        root.mkdir(parents=True, exist_ok=True)
+        return [
+            dockerd,
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            f"--data-root={root / 'data'}",
+            f"--exec-root={root / 'exec'}",
+            f"--pidfile={root / 'dockerd.pid'}",
+            f"--host=unix://{self.settings.docker_socket}",
+        ]
+
+
+class OciRegistry(_ManagedProcess):
+    """Debian's docker-registry (distribution v2) serving on 127.0.0.1."""
+
+    name = "registry"
+
+    def where(self) -> str:
+        return f"http://{self.settings.registry_host}"
+
+    def probe(self) -> bool:
+        try:
+            return httpx.get(f"{self.where()}/v2/", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def config_path(self) -> Path:
+        path = self.settings.state_dir / "registry" / "config.yml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n"
+            "storage:\n"
+            f"  filesystem:\n    rootdirectory: {self.settings.state_dir / 'registry' / 'data'}\n"
+            "  delete:\n    enabled: true\n"
+            "http:\n"
+            f"  addr: {self.settings.registry_host}\n"
+        )
+        return path
+
+    def argv(self) -> list[str]:
+        binary = which_or_raise("docker-registry", "Install Debian's docker-registry (make deps).")
+        return [binary, "serve", str(self.config_path())]
+
+
+class PrefectServer(_ManagedProcess):
+    """`prefect server start` on 127.0.0.1 with its database under the state dir."""
+
+    name = "prefect-server"
+
+    def where(self) -> str:
+        return f"http://127.0.0.1:{self.settings.prefect_port}"
+
+    def probe(self) -> bool:
+        try:
+            return httpx.get(f"{self.where()}/api/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def startup_timeout(self) -> float:
+        return 120.0
+
+    def env(self) -> dict[str, str]:
+        home = self.settings.state_dir / "prefect"
+        home.mkdir(parents=True, exist_ok=True)
+        return {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(self.settings.prefect_port),
+            "PREFECT_UI_API_URL": f"{self.where()}/api",
+        }
+
+    def argv(self) -> list[str]:
+        prefect = Path(sys.executable).parent / "prefect"
+        return [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(self.settings.prefect_port)]
+
+
+class BaseImage:
+    """The sample app's base image: mmdebstrap from the apt mirror, then docker import."""
+
+    name = "base-image"
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+
+    def _client(self):  # type: ignore[no-untyped-def]
+        import docker
+
+        return docker.DockerClient(base_url=self.settings.docker_host, timeout=600)
+
+    def status(self) -> ComponentStatus:
+        import docker
+
+        try:
+            client = self._client()
+            image = client.images.get(self.settings.base_image)
+            return ComponentStatus(self.name, True, self.settings.base_image, False, image.short_id)
+        except docker.errors.ImageNotFound:
+            return ComponentStatus(self.name, False, self.settings.base_image, False, "missing")
+        except Exception as exc:  # noqa: BLE001 - docker down
+            return ComponentStatus(self.name, False, self.settings.base_image, False, f"docker unreachable: {exc}")
+
+    def start(self) -> None:
+        if self.status().running:
+            return
+        mmdebstrap = which_or_raise("mmdebstrap", "Install Debian's mmdebstrap (make deps).")
+        out_dir = self.settings.state_dir / "base-image"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tarball = out_dir / "base.tar"
+        argv = [
+            mmdebstrap,
+            "--variant=apt",
+            "--include=" + ",".join(BASE_IMAGE_PACKAGES),
+            *[f"--dpkgopt=path-exclude={p}" for p in _DPKG_EXCLUDES],
+            "bookworm",
+            str(tarball),
+            self.settings.debian_mirror,
+        ]
+        run_command(argv, timeout=900)
+        repository, _, tag = self.settings.base_image.rpartition(":")
+        client = self._client()
+        client.api.import_image_from_file(str(tarball), repository=repository, tag=tag)
+        tarball.unlink(missing_ok=True)
+        if not self.status().running:
+            raise StackError(f"docker import did not produce {self.settings.base_image}")
+
+    def stop(self) -> bool:
+        return False  # images are data, not processes: `down` keeps them
+
+
+def components(settings: StackSettings) -> list[StackComponent]:
+    """In start order: the base image needs dockerd."""
+    return [DockerEngine(settings), OciRegistry(settings), PrefectServer(settings), BaseImage(settings)]
+
+
+def stack_up(settings: StackSettings, only: set[str] | None = None) -> list[ComponentStatus]:
+    """Start every component that does not already answer; a second call is a no-op."""
+    for component in components(settings):
+        if only and component.name not in only:
+            continue
+        component.start()
+    return stack_status(settings)
+
+
+def stack_down(settings: StackSettings) -> list[str]:
+    """Stop, in reverse order, only the processes this project started."""
+    return [c.name for c in reversed(components(settings)) if c.stop()]
+
+
+def stack_status(settings: StackSettings) -> list[ComponentStatus]:
+    return [c.status() for c in components(settings)]
+
+
+def export_environment(settings: StackSettings) -> dict[str, str]:
+    """Variables that point docker clients and Prefect at this stack."""
+    return {"DOCKER_HOST": settings.docker_host, "PREFECT_API_URL": settings.prefect_api_url}
