@@ -1,0 +1,1 @@
+"""Prefect tasks: one piece of I/O each, returning plain data."""

