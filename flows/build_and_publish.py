@@ -26,8 +26,8 @@ from prefect_docker import DockerHost
 from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
 from medianest_delivery.appconfig import AppConfig, load_app_config
-from medianest_delivery.release import ReleaseImage, ReleaseManifest, ScanSummary
 from medianest_delivery.refs import require_tag, tag_from_version
+from medianest_delivery.release import ReleaseImage, ReleaseManifest, ScanSummary
 from medianest_delivery.settings import StackSettings
 from medianest_delivery.source import SourceInfo, describe_source, tree_digest
 from tasks.build import build_image, inspect_base_image, oci_labels, push_image
@@ -95,7 +95,12 @@ def _run_quality(config: AppConfig, source: SourceInfo) -> PrefectFuture[float] 
     previous: list[PrefectFuture[Any]] = []
     for command in config.quality.commands:
         future = run_quality_command.submit(
-            command.name, command.resolved_argv(), source.root, source.tree_digest, command.timeout_seconds, wait_for=previous
+            command.name,
+            command.resolved_argv(),
+            source.root,
+            source.tree_digest,
+            command.timeout_seconds,
+            wait_for=previous,
         )
         previous = [future]
     if config.quality.coverage_report is None:
@@ -104,7 +109,10 @@ def _run_quality(config: AppConfig, source: SourceInfo) -> PrefectFuture[float] 
             future.result()
         return None
     return gate_coverage.submit(
-        str(config.path(config.quality.coverage_report)), config.quality.coverage_min, source.tree_digest, wait_for=previous
+        str(config.path(config.quality.coverage_report)),
+        config.quality.coverage_min,
+        source.tree_digest,
+        wait_for=previous,
     )
 
 
@@ -136,7 +144,9 @@ def build_and_publish(
 
     with clock.stage("source"):
         source = resolve_source(str(config.root), git_ref)
-    sha_tag = require_tag(source.git_sha if not source.dirty else f"{source.git_sha[:12]}-dirty-{source.tree_digest[7:19]}")
+    sha_tag = require_tag(
+        source.git_sha if not source.dirty else f"{source.git_sha[:12]}-dirty-{source.tree_digest[7:19]}"
+    )
     out_dir = Path(releases_dir or settings.releases_dir) / config.name / f"{release_version}-{source.git_sha[:12]}"
     if source.dirty:
         logger.warning("working tree is dirty: images are tagged %s, not the bare commit", sha_tag)
@@ -208,7 +218,9 @@ def build_and_publish(
         run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
         now = dt.datetime.now(dt.UTC).isoformat()
         attached = {
-            n: attach_sbom.submit(n, registry.repository(n), digests[n], sbom_files[n], file_digests(sbom_files[n]), registry)
+            n: attach_sbom.submit(
+                n, registry.repository(n), digests[n], sbom_files[n], file_digests(sbom_files[n]), registry
+            )
             for n in digests
         }
         signatures = {

@@ -134,9 +134,7 @@ def load_app_config(path: str | Path) -> AppConfig:
     try:
         config = AppConfig.model_validate({**raw, "root": config_path.resolve().parent})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"app config {config_path} is invalid: {problems}") from exc
     for component in config.components:
         dockerfile = config.dockerfile_path(component)

@@ -15,7 +15,9 @@ from medianest_delivery.settings import StackSettings
 from medianest_delivery.stack import export_environment, stack_down, stack_status, stack_up
 
 app = typer.Typer(help="MediaNest delivery pipelines on Prefect 3.", no_args_is_help=True)
-stack_app = typer.Typer(help="The embedded local stack (dockerd, registry, Prefect server, base image).", no_args_is_help=True)
+stack_app = typer.Typer(
+    help="The embedded local stack (dockerd, registry, Prefect server, base image).", no_args_is_help=True
+)
 app.add_typer(stack_app, name="stack")
 console = Console()
 
@@ -85,8 +87,8 @@ def build_command(
     """Run the build-and-publish flow once against the local stack."""
     settings = StackSettings()
     os.environ.update(export_environment(settings))
-    from medianest_delivery.demo import print_release_summary
     from flows.build_and_publish import build_and_publish
+    from medianest_delivery.demo import print_release_summary
 
     try:
         manifest = build_and_publish(app_config=str(app_config), version=version)

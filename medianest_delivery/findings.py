@@ -63,7 +63,7 @@ def parse_trivy_report(report: dict[str, Any], origin: str = "") -> list[Finding
 
     Misconfigurations with Status PASS are checks that passed, not findings.
     """
-    if not isinstance(report, dict) or "Results" not in report and "SchemaVersion" not in report:
+    if not isinstance(report, dict) or ("Results" not in report and "SchemaVersion" not in report):
         raise ConfigError(f"{origin or 'report'} is not a trivy JSON report (no SchemaVersion/Results)")
     findings: list[Finding] = []
     for result in report.get("Results") or []:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,9 +22,7 @@ class KeyPairPem:
 
 def generate_key_pair(password: bytes) -> KeyPairPem:
     key = ec.generate_private_key(ec.SECP256R1())
-    encryption = (
-        serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
-    )
+    encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

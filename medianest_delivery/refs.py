@@ -49,9 +49,7 @@ def parse_image_reference(text: str) -> ImageReference:
     """Parse ``host[:port]/repo[:tag][@sha256:...]``; the registry host is required."""
     match = _REFERENCE.match(text or "")
     if not match:
-        raise ConfigError(
-            f"invalid image reference {text!r}: expected registry/repository[:tag][@sha256:<64 hex>]"
-        )
+        raise ConfigError(f"invalid image reference {text!r}: expected registry/repository[:tag][@sha256:<64 hex>]")
     return ImageReference(match["registry"], match["repository"], match["tag"], match["digest"])
 
 

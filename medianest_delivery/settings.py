@@ -28,9 +28,7 @@ class StackSettings:
     )
     registry_port: int = field(default_factory=lambda: _env_int("MEDIANEST_REGISTRY_PORT", 5000))
     prefect_port: int = field(default_factory=lambda: _env_int("MEDIANEST_PREFECT_PORT", 4200))
-    base_image: str = field(
-        default_factory=lambda: os.environ.get("MEDIANEST_BASE_IMAGE", "medianest/base:bookworm")
-    )
+    base_image: str = field(default_factory=lambda: os.environ.get("MEDIANEST_BASE_IMAGE", "medianest/base:bookworm"))
     debian_mirror: str = field(
         default_factory=lambda: os.environ.get("MEDIANEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
     )

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -106,7 +106,7 @@ class _ManagedProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{self.name}.log"
         with log_path.open("ab") as log:
-            proc = subprocess.Popen(  # noqa: S603 - argument list, no shell
+            proc = subprocess.Popen(
                 self.argv(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -123,7 +123,9 @@ class _ManagedProcess:
             if self.probe():
                 return
             time.sleep(0.5)
-        raise StackError(f"{self.name} did not answer at {self.where()} within {self.startup_timeout():.0f}s; see {log_path}")
+        raise StackError(
+            f"{self.name} did not answer at {self.where()} within {self.startup_timeout():.0f}s; see {log_path}"
+        )
 
     def stop(self) -> bool:
         pid = self.our_pid()
@@ -250,7 +252,7 @@ class BaseImage:
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
 
-    def _client(self):  # type: ignore[no-untyped-def]
+    def _client(self) -> Any:
         import docker
 
         return docker.DockerClient(base_url=self.settings.docker_host, timeout=600)

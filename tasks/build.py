@@ -66,7 +66,7 @@ def build_image(
     client = docker_host.get_client()
     started = time.perf_counter()
     try:
-        image, log = client.images.build(
+        image, _log = client.images.build(
             path=context,
             dockerfile=dockerfile,
             buildargs={"BASE_IMAGE": base_image, "VERSION": labels[f"{OCI}.version"]},

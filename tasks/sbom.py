@@ -35,7 +35,9 @@ def generate_sbom(
         argv = [trivy, "image", "--image-src", "remote", "--cache-dir", cache_dir, "--quiet"]
         if insecure:
             argv.append("--insecure")
-        run_command([*argv, "--format", "spdx-json" if fmt == "spdx" else fmt, "--output", str(path), reference], env=env)
+        run_command(
+            [*argv, "--format", "spdx-json" if fmt == "spdx" else fmt, "--output", str(path), reference], env=env
+        )
         files[fmt] = str(path)
     return files
 

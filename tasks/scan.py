@@ -14,7 +14,14 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
 from medianest_delivery.errors import ConfigError, GateFailedError
-from medianest_delivery.findings import Finding, Scanner, Severity, count_by_severity, parse_bandit_report, parse_trivy_report
+from medianest_delivery.findings import (
+    Finding,
+    Scanner,
+    Severity,
+    count_by_severity,
+    parse_bandit_report,
+    parse_trivy_report,
+)
 from medianest_delivery.gates import GateOutcome, SecurityPolicy, decide_security_gate, parse_ignore_file
 from medianest_delivery.proc import run_command, which_or_raise
 from medianest_delivery.release import ScanSummary
@@ -99,7 +106,9 @@ def scan_source_sast(root: str, paths: list[str], tree_digest: str) -> dict[str,
     retries=2,
     retry_delay_seconds=3,
 )
-def scan_image(component: str, reference: str, cache_dir: str, insecure: bool, env: dict[str, str] | None = None) -> dict[str, Any]:
+def scan_image(
+    component: str, reference: str, cache_dir: str, insecure: bool, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """trivy image on the pushed image, by digest: secrets, licenses (+vulns with a DB)."""
     scanners, notes = _trivy_scanners(cache_dir, ["vuln", "secret", "license"])
     args = ["image", "--image-src", "remote", "--offline-scan", "--skip-db-update", "--skip-check-update"]
@@ -139,7 +148,9 @@ def gate_security(
     Path(sarif_path).write_text(json.dumps(build_sarif(decision.kept), indent=2))
     logger = get_run_logger()
     for entry in decision.expired_ignores:
-        logger.warning("ignore entry %s expired on %s and no longer suppresses (%s)", entry.id, entry.expires, entry.reason)
+        logger.warning(
+            "ignore entry %s expired on %s and no longer suppresses (%s)", entry.id, entry.expires, entry.reason
+        )
     blocking_keys = {f.key() for f in decision.blocking}
     rows = [
         {**f.to_dict(), "blocking": f.key() in blocking_keys}

@@ -33,7 +33,14 @@ from medianest_delivery.cosign_format import (
     slsa_provenance,
 )
 from medianest_delivery.errors import VerificationError
-from medianest_delivery.keys import KeyPairPem, ensure_local_key_pair, key_id, load_private_key, load_public_key, sign_bytes
+from medianest_delivery.keys import (
+    KeyPairPem,
+    ensure_local_key_pair,
+    key_id,
+    load_private_key,
+    load_public_key,
+    sign_bytes,
+)
 from medianest_delivery.proc import run_command
 from medianest_delivery.release import SignatureRef
 from medianest_delivery.settings import StackSettings
@@ -51,8 +58,10 @@ def resolve_key_pair(signing_key: SigningKey) -> KeyPairPem:
         if not public:
             from cryptography.hazmat.primitives import serialization
 
-            public = load_private_key(private, password).public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            public = (
+                load_private_key(private, password)
+                .public_key()
+                .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
             )
         return KeyPairPem(private, public)
     key_dir = Path(signing_key.key_dir) if signing_key.key_dir else StackSettings().keys_dir
@@ -75,7 +84,12 @@ def load_public_key_pem(signing_key: SigningKey) -> str:
     retry_delay_seconds=[1, 2, 4],
 )
 def attach_sbom(
-    component: str, repository: str, digest: str, sbom_files: dict[str, str], sbom_digests: dict[str, str], registry: OciRegistry
+    component: str,
+    repository: str,
+    digest: str,
+    sbom_files: dict[str, str],
+    sbom_digests: dict[str, str],
+    registry: OciRegistry,
 ) -> str:
     """Store the SBOMs under cosign's ``sha256-<hex>.sbom`` tag next to the image."""
     media = {"cyclonedx": CYCLONEDX_MEDIA_TYPE, "spdx": SPDX_MEDIA_TYPE}
@@ -86,7 +100,9 @@ def attach_sbom(
     return tag
 
 
-def _sign_with_cosign(cosign: str, reference: str, pair: KeyPairPem, password: str, predicates: dict[str, Path], sboms: dict[str, str]) -> None:
+def _sign_with_cosign(
+    cosign: str, reference: str, pair: KeyPairPem, password: str, predicates: dict[str, Path], sboms: dict[str, str]
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         key_path = Path(tmp) / "cosign.key"
         key_path.write_bytes(pair.private_pem)
@@ -95,8 +111,19 @@ def _sign_with_cosign(cosign: str, reference: str, pair: KeyPairPem, password: s
         for predicate_type, path in predicates.items():
             kind = "slsaprovenance1" if predicate_type == SLSA_PROVENANCE_V1 else "cyclonedx"
             run_command(
-                [cosign, "attest", "--yes", "--tlog-upload=false", "--key", str(key_path), "--type", kind,
-                 "--predicate", str(path), reference],
+                [
+                    cosign,
+                    "attest",
+                    "--yes",
+                    "--tlog-upload=false",
+                    "--key",
+                    str(key_path),
+                    "--type",
+                    kind,
+                    "--predicate",
+                    str(path),
+                    reference,
+                ],
                 env=env,
             )
 
@@ -136,7 +163,7 @@ def sign_image(
     cosign = shutil.which("cosign")
     if cosign:
         with tempfile.TemporaryDirectory() as tmp:
-            files = {}
+            files: dict[str, Path] = {}
             for predicate_type, body in predicates.items():
                 path = Path(tmp) / f"{len(files)}.json"
                 path.write_text(json.dumps(body))
@@ -150,7 +177,9 @@ def sign_image(
         attestations = []
         for predicate_type, body in predicates.items():
             statement = in_toto_statement(name, digest, predicate_type, body)
-            envelope = dsse_envelope(IN_TOTO_PAYLOAD_TYPE, statement, sign_bytes(key, pae(IN_TOTO_PAYLOAD_TYPE, statement)))
+            envelope = dsse_envelope(
+                IN_TOTO_PAYLOAD_TYPE, statement, sign_bytes(key, pae(IN_TOTO_PAYLOAD_TYPE, statement))
+            )
             attestations.append(
                 Layer(
                     DSSE_MEDIA_TYPE,
@@ -210,5 +239,11 @@ def verify_image(
                 report.problems.append(f"tag {tag} now points at {current}, not the released {digest}")
     if not report.ok:
         raise VerificationError(f"{name}@{digest} failed verification: " + "; ".join(report.problems))
-    get_run_logger().info("verified %s@%s: %d signature(s), attestations %s", name, digest, report.valid_signatures, report.predicate_types)
+    get_run_logger().info(
+        "verified %s@%s: %d signature(s), attestations %s",
+        name,
+        digest,
+        report.valid_signatures,
+        report.predicate_types,
+    )
     return {"digest": digest, "signatures": report.valid_signatures, "predicate_types": report.predicate_types}
