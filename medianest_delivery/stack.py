@@ -8,6 +8,7 @@ and keeps its data under ``StackSettings.state_dir``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -48,6 +49,8 @@ class StackComponent(Protocol):
 
 
 def _pid_alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):  # reap our own exited child: no zombie
+        os.waitpid(pid, os.WNOHANG)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -23,7 +23,9 @@ from tests.helpers import load_fixture
 TODAY = dt.date(2026, 11, 26)
 
 
-def finding(scanner: Scanner, severity: Severity, rule: str = "R1", target: str = "x", lic: str | None = None) -> Finding:
+def finding(
+    scanner: Scanner, severity: Severity, rule: str = "R1", target: str = "x", lic: str | None = None
+) -> Finding:
     return Finding(scanner, rule, severity, "title", target, license=lic)
 
 
@@ -90,7 +92,10 @@ def test_live_ignore_suppresses_and_expired_one_is_reported() -> None:
 def test_ignore_paths_limit_the_scope() -> None:
     entry = IgnoreEntry(id="R1", reason="test data", expires=TODAY, paths=["tests/*"])
     result = apply_ignores(
-        [finding(Scanner.SECRET, Severity.HIGH, target="tests/key.pem"), finding(Scanner.SECRET, Severity.HIGH, target="app/key.pem")],
+        [
+            finding(Scanner.SECRET, Severity.HIGH, target="tests/key.pem"),
+            finding(Scanner.SECRET, Severity.HIGH, target="app/key.pem"),
+        ],
         [entry],
         TODAY,
     )
@@ -103,7 +108,11 @@ def test_ignore_paths_limit_the_scope() -> None:
         ("missing reason", "ignores:\n  - id: CVE-1\n    expires: 2027-01-01\n", "reason"),
         ("missing expiry", "ignores:\n  - id: CVE-1\n    reason: because\n", "expires"),
         ("bad date", "ignores:\n  - id: CVE-1\n    reason: because\n    expires: someday\n", "expires"),
-        ("unknown key", "ignores:\n  - id: CVE-1\n    reason: because\n    expires: 2027-01-01\n    until: x\n", "until"),
+        (
+            "unknown key",
+            "ignores:\n  - id: CVE-1\n    reason: because\n    expires: 2027-01-01\n    until: x\n",
+            "until",
+        ),
         ("not yaml", "ignores: [\n", "not valid YAML"),
         ("a list", "- id: x\n", "mapping"),
     ],

@@ -30,7 +30,14 @@ def test_valid_image_references(text: str, registry: str, repository: str, tag: 
 
 @pytest.mark.parametrize(
     "text",
-    ["", "backend", "127.0.0.1:5000/Upper/case", "ghcr.io/org/app@sha256:short", "ghcr.io/org/app:bad tag", "ghcr.io/a;rm -rf/b"],
+    [
+        "",
+        "backend",
+        "127.0.0.1:5000/Upper/case",
+        "ghcr.io/org/app@sha256:short",
+        "ghcr.io/org/app:bad tag",
+        "ghcr.io/a;rm -rf/b",
+    ],
 )
 def test_invalid_image_references_name_the_input(text: str) -> None:
     with pytest.raises(ConfigError, match="invalid image reference"):
@@ -82,8 +89,16 @@ def write_config(tmp_path: Path, body: str) -> Path:
         ("unknown dependency", "name: app\ncomponents:\n  - {name: web, port: 80, depends_on: [api]}\n", "unknown"),
         ("duplicate", "name: app\ncomponents:\n  - {name: a, port: 80}\n  - {name: a, port: 81}\n", "duplicate"),
         ("unknown field", "name: app\ncomponents:\n  - {name: a, port: 80, dockerfle: x}\n", "dockerfle"),
-        ("missing dockerfile", "name: app\ncomponents:\n  - {name: a, port: 80, dockerfile: nope/Dockerfile}\n", "does not exist"),
-        ("command as string", "name: app\nquality:\n  commands:\n    - {name: x, argv: 'ls -l'}\ncomponents:\n  - {name: a, port: 80}\n", "argv"),
+        (
+            "missing dockerfile",
+            "name: app\ncomponents:\n  - {name: a, port: 80, dockerfile: nope/Dockerfile}\n",
+            "does not exist",
+        ),
+        (
+            "command as string",
+            "name: app\nquality:\n  commands:\n    - {name: x, argv: 'ls -l'}\ncomponents:\n  - {name: a, port: 80}\n",
+            "argv",
+        ),
     ],
 )
 def test_bad_app_configs_name_the_problem(tmp_path: Path, name: str, body: str, message: str) -> None:
@@ -98,5 +113,5 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 def test_unknown_component_is_named() -> None:
     config = load_app_config(SAMPLE_APP / "delivery.yaml")
-    with pytest.raises(ConfigError, match="unknown component 'worker'.*known: backend, frontend"):
+    with pytest.raises(ConfigError, match=r"unknown component 'worker'.*known: backend, frontend"):
         config.select(["worker"])

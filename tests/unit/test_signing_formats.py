@@ -76,7 +76,9 @@ def test_pae_is_the_dsse_v1_encoding() -> None:
 
 
 def test_statement_and_provenance_shape() -> None:
-    inputs = ProvenanceInputs("https://x/y", "f" * 40, "backend/Dockerfile", "backend", "1.0", DIGEST, "builder", "run", "t0", "t1")
+    inputs = ProvenanceInputs(
+        "https://x/y", "f" * 40, "backend/Dockerfile", "backend", "1.0", DIGEST, "builder", "run", "t0", "t1"
+    )
     statement = json.loads(in_toto_statement(REPO, DIGEST, SLSA_PROVENANCE_V1, slsa_provenance(inputs)))
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
     assert statement["subject"] == [{"name": REPO, "digest": {"sha256": "ab" * 32}}]
@@ -130,21 +132,68 @@ def tampered_envelope(private: object) -> Layer:
 @pytest.mark.parametrize(
     ("name", "make_sig", "make_att", "problem"),
     [
-        ("no signature", lambda p, o: [], lambda p, o: [attestation_layer(p, SLSA_PROVENANCE_V1)], "no signature found"),
-        ("signed by another key", lambda p, o: [signature_layer(o)], lambda p, o: [attestation_layer(p, SLSA_PROVENANCE_V1)], "does not verify"),
-        ("payload edited", lambda p, o: [tampered_payload(p)], lambda p, o: [attestation_layer(p, SLSA_PROVENANCE_V1)], "does not verify"),
-        ("signs another digest", lambda p, o: [signature_layer(p, OTHER)], lambda p, o: [attestation_layer(p, SLSA_PROVENANCE_V1)], f"signs {OTHER}"),
-        ("signs another repository", lambda p, o: [signature_layer(p, repo="evil/repo")], lambda p, o: [attestation_layer(p, SLSA_PROVENANCE_V1)], "repository evil/repo"),
-        ("attestation edited", lambda p, o: [signature_layer(p)], lambda p, o: [tampered_envelope(p)], "DSSE signature does not verify"),
-        ("attestation for other digest", lambda p, o: [signature_layer(p)], lambda p, o: [attestation_layer(p, SLSA_PROVENANCE_V1, OTHER)], "subject is not"),
-        ("provenance missing", lambda p, o: [signature_layer(p)], lambda p, o: [], "required attestation https://slsa.dev/provenance/v1 missing"),
+        (
+            "no signature",
+            lambda p, o: [],
+            lambda p, o: [attestation_layer(p, SLSA_PROVENANCE_V1)],
+            "no signature found",
+        ),
+        (
+            "signed by another key",
+            lambda p, o: [signature_layer(o)],
+            lambda p, o: [attestation_layer(p, SLSA_PROVENANCE_V1)],
+            "does not verify",
+        ),
+        (
+            "payload edited",
+            lambda p, o: [tampered_payload(p)],
+            lambda p, o: [attestation_layer(p, SLSA_PROVENANCE_V1)],
+            "does not verify",
+        ),
+        (
+            "signs another digest",
+            lambda p, o: [signature_layer(p, OTHER)],
+            lambda p, o: [attestation_layer(p, SLSA_PROVENANCE_V1)],
+            f"signs {OTHER}",
+        ),
+        (
+            "signs another repository",
+            lambda p, o: [signature_layer(p, repo="evil/repo")],
+            lambda p, o: [attestation_layer(p, SLSA_PROVENANCE_V1)],
+            "repository evil/repo",
+        ),
+        (
+            "attestation edited",
+            lambda p, o: [signature_layer(p)],
+            lambda p, o: [tampered_envelope(p)],
+            "DSSE signature does not verify",
+        ),
+        (
+            "attestation for other digest",
+            lambda p, o: [signature_layer(p)],
+            lambda p, o: [attestation_layer(p, SLSA_PROVENANCE_V1, OTHER)],
+            "subject is not",
+        ),
+        (
+            "provenance missing",
+            lambda p, o: [signature_layer(p)],
+            lambda p, o: [],
+            "required attestation https://slsa.dev/provenance/v1 missing",
+        ),
     ],
 )
-def test_tampering_is_detected(keys: tuple[object, object, bytes], name: str, make_sig: object, make_att: object, problem: str) -> None:
+def test_tampering_is_detected(
+    keys: tuple[object, object, bytes], name: str, make_sig: object, make_att: object, problem: str
+) -> None:
     private, public, _ = keys
     other = load_private_key(generate_key_pair(b"").private_pem, b"")
     report = verify_image_evidence(
-        DIGEST, REPO, make_sig(private, other), make_att(private, other), public, [SLSA_PROVENANCE_V1]  # type: ignore[operator,arg-type]
+        DIGEST,
+        REPO,
+        make_sig(private, other),
+        make_att(private, other),
+        public,
+        [SLSA_PROVENANCE_V1],  # type: ignore[operator,arg-type]
     )
     assert not report.ok
     assert any(problem in p for p in report.problems), report.problems

@@ -1,0 +1,68 @@
+"""A loopback HTTP proxy that answers 503 to the first N requests, then forwards."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+
+class FlakyRegistryProxy:
+    def __init__(self, upstream: str, failures: int) -> None:
+        self.upstream = upstream
+        self.failures_left = failures
+        self.failed = 0
+        self.forwarded = 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                with proxy.lock:
+                    fail = proxy.failures_left > 0
+                    if fail:
+                        proxy.failures_left -= 1
+                        proxy.failed += 1
+                    else:
+                        proxy.forwarded += 1
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if fail:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                reply = httpx.request(
+                    self.command, f"http://{proxy.upstream}{self.path}", content=body, headers=headers
+                )
+                self.send_response(reply.status_code)
+                for key, value in reply.headers.items():
+                    if key.lower() in ("content-length", "transfer-encoding", "connection"):
+                        continue
+                    if key.lower() == "location":
+                        value = value.replace(proxy.upstream, proxy.address)
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_PATCH = _handle
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FlakyRegistryProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,75 @@
+"""The local stack is idempotent and `down` stops only what it started; the CLI has help."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from medianest_delivery.cli import app
+from medianest_delivery.settings import StackSettings
+from medianest_delivery.stack import stack_down, stack_status, stack_up
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_second_up_is_a_no_op(local_stack: StackSettings) -> None:
+    before = {s.name: s for s in stack_status(local_stack)}
+    after = {s.name: s for s in stack_up(local_stack, {"docker", "registry", "base-image"})}
+    for name in ("docker", "registry", "base-image"):
+        assert after[name].running, name
+        assert after[name].detail == before[name].detail, f"{name} was restarted"
+
+
+def test_down_stops_only_what_it_started(local_stack: StackSettings, tmp_path: Path) -> None:
+    """A second stack (own state dir, own registry port) sees the shared dockerd as external."""
+    other = dataclasses.replace(local_stack, state_dir=tmp_path / "state", registry_port=free_port())
+    stack_up(other, {"docker", "registry"})
+    statuses = {s.name: s for s in stack_status(other)}
+    assert statuses["registry"].started_by_us
+    assert statuses["registry"].running
+    assert statuses["docker"].running
+    assert not statuses["docker"].started_by_us
+    assert (tmp_path / "state" / "registry" / "config.yml").read_text().count("127.0.0.1") == 1
+
+    assert stack_down(other) == ["registry"]
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://{other.registry_host}/v2/", timeout=2)
+    assert all(s.running for s in stack_status(local_stack) if s.name in ("docker", "registry"))
+
+
+def test_registry_and_docker_bind_loopback_only(local_stack: StackSettings) -> None:
+    """Every listener of the stack is on 127.0.0.1 (network rule)."""
+    out = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True, check=False).stdout
+    registry_lines = [line for line in out.splitlines() if f":{local_stack.registry_port} " in line]
+    assert registry_lines, out
+    assert all("127.0.0.1:" in line for line in registry_lines)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["stack"], ["stack", "up"], ["stack", "down"], ["stack", "status"], ["stack", "env"], ["demo"], ["build"]],
+)
+def test_every_command_has_help(args: list[str]) -> None:
+    result = CliRunner().invoke(app, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_console_script_status_reports_components(local_stack: StackSettings) -> None:
+    script = Path(sys.executable).parent / "medianest-delivery"
+    result = subprocess.run([str(script), "stack", "status"], capture_output=True, text=True, check=False)
+    for name in ("docker", "registry", "prefect-server", "base-image"):
+        assert name in result.stdout
