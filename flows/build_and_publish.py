@@ -19,7 +19,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.context import get_run_context
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_docker import DockerHost
 
@@ -90,30 +90,32 @@ def _load_blocks(
     return registry, signing_key, docker_host  # type: ignore[return-value]
 
 
-def _run_quality(config: AppConfig, source: SourceInfo) -> PrefectFuture[float] | None:
+def _submit_quality(config: AppConfig, source: SourceInfo) -> list[PrefectFuture[Any]]:
     """Commands run in order (tests before the coverage report), beside the other stages."""
-    previous: list[PrefectFuture[Any]] = []
+    futures: list[PrefectFuture[Any]] = []
     for command in config.quality.commands:
-        future = run_quality_command.submit(
-            command.name,
-            command.resolved_argv(),
-            source.root,
-            source.tree_digest,
-            command.timeout_seconds,
-            wait_for=previous,
+        futures.append(
+            run_quality_command.submit(
+                command.name,
+                command.resolved_argv(),
+                source.root,
+                source.tree_digest,
+                command.timeout_seconds,
+                wait_for=futures[-1:],
+            )
         )
-        previous = [future]
-    if config.quality.coverage_report is None:
-        wait(previous)
-        for future in previous:
-            future.result()
-        return None
-    return gate_coverage.submit(
-        str(config.path(config.quality.coverage_report)),
-        config.quality.coverage_min,
-        source.tree_digest,
-        wait_for=previous,
-    )
+    if config.quality.coverage_report is not None:
+        report = str(config.path(config.quality.coverage_report))
+        futures.append(
+            gate_coverage.submit(report, config.quality.coverage_min, source.tree_digest, wait_for=futures[-1:])
+        )
+    return futures
+
+
+def _quality_result(futures: list[PrefectFuture[Any]], config: AppConfig) -> float | None:
+    """Raise the first failure in command order (later ones never ran), else the coverage."""
+    results = [future.result() for future in futures]
+    return results[-1] if config.quality.coverage_report is not None else None
 
 
 @flow(name="build-and-publish", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True)
@@ -153,7 +155,7 @@ def build_and_publish(
 
     with clock.stage("quality, scans and builds"):
         base_image_id = inspect_base_image.submit(docker_host, settings.base_image)
-        quality = _run_quality(config, source)
+        quality = _submit_quality(config, source)
         fs_scan = scan_source_trivy.submit(source.root, source.tree_digest, trivy_cache)
         sast = scan_source_sast.submit(source.root, config.security.sast_paths, source.tree_digest)
         builds = {
@@ -175,7 +177,7 @@ def build_and_publish(
             )
             for c in selected
         }
-        coverage = quality.result() if quality is not None else None
+        coverage = _quality_result(quality, config)
         source_gate = gate_security(
             [fs_scan.result(), sast.result()],
             config.security.fail_on,

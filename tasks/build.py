@@ -13,7 +13,7 @@ from prefect_docker import DockerHost
 from blocks.registry import OciRegistry
 from medianest_delivery.errors import CommandFailedError, ConfigError, RegistryError, StackError
 from medianest_delivery.refs import require_digest, require_tag
-from tasks.caching import CACHE_EXPIRATION, digest_key
+from tasks.policies import CACHE_EXPIRATION, digest_key, retry_on
 
 OCI = "org.opencontainers.image"
 
@@ -96,6 +96,7 @@ def build_image(
     persist_result=True,
     retries=3,
     retry_delay_seconds=[1, 2, 4],
+    retry_condition_fn=retry_on(RegistryError),
 )
 def push_image(
     component: str, image_id: str, repository: str, tags: list[str], registry: OciRegistry, docker_host: DockerHost

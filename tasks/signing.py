@@ -32,7 +32,7 @@ from medianest_delivery.cosign_format import (
     simple_signing_payload,
     slsa_provenance,
 )
-from medianest_delivery.errors import VerificationError
+from medianest_delivery.errors import RegistryError, VerificationError
 from medianest_delivery.keys import (
     KeyPairPem,
     ensure_local_key_pair,
@@ -45,7 +45,7 @@ from medianest_delivery.proc import run_command
 from medianest_delivery.release import SignatureRef
 from medianest_delivery.settings import StackSettings
 from medianest_delivery.verification import VerificationReport, verify_image_evidence
-from tasks.caching import CACHE_EXPIRATION, digest_key
+from tasks.policies import CACHE_EXPIRATION, digest_key, retry_on
 
 REQUIRED_PREDICATES = [SLSA_PROVENANCE_V1, CYCLONEDX_PREDICATE]
 
@@ -82,6 +82,7 @@ def load_public_key_pem(signing_key: SigningKey) -> str:
     persist_result=True,
     retries=3,
     retry_delay_seconds=[1, 2, 4],
+    retry_condition_fn=retry_on(RegistryError),
 )
 def attach_sbom(
     component: str,
@@ -136,6 +137,7 @@ def _sign_with_cosign(
     persist_result=True,
     retries=3,
     retry_delay_seconds=[1, 2, 4],
+    retry_condition_fn=retry_on(RegistryError),
 )
 def sign_image(
     component: str,
@@ -210,7 +212,13 @@ def fingerprint(public_pem: str) -> str:
     return key_id(public_pem.encode())
 
 
-@task(name="verify-image", task_run_name="verify: {repository}@{digest}", retries=2, retry_delay_seconds=2)
+@task(
+    name="verify-image",
+    task_run_name="verify: {repository}@{digest}",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_on(RegistryError),
+)
 def verify_image(
     repository: str,
     digest: str,

@@ -1,0 +1,278 @@
+"""build-and-publish end to end on the real Docker Engine, registry and trivy, under Prefect's harness."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.logging import disable_run_logger
+
+from blocks.registry import OciRegistry
+from blocks.signing import SigningKey
+from flows.build_and_publish import build_and_publish
+from medianest_delivery.cosign_format import (
+    DSSE_MEDIA_TYPE,
+    SIGNATURE_ANNOTATION,
+    SIMPLE_SIGNING_MEDIA_TYPE,
+    Layer,
+    signature_tag,
+    simple_signing_payload,
+)
+from medianest_delivery.errors import CommandFailedError, ConfigError, GateFailedError, RegistryError, VerificationError
+from medianest_delivery.keys import generate_key_pair, load_private_key, sign_bytes
+from medianest_delivery.release import ReleaseManifest, load_release_manifest
+from medianest_delivery.settings import StackSettings
+from tasks.signing import verify_image
+from tests.helpers import SAMPLE_APP
+
+pytestmark = pytest.mark.integration
+
+
+def save_blocks(tmp_path: Path, registry_host: str) -> dict[str, str]:
+    """Blocks with a namespace of this test's own, so tests never see each other's tags."""
+    suffix = uuid.uuid4().hex[:8]
+    OciRegistry(host=registry_host, namespace=f"it-{suffix}").save(f"registry-{suffix}")
+    SigningKey(key_dir=str(tmp_path / "keys")).save(f"key-{suffix}")
+    return {"registry_block": f"registry-{suffix}", "signing_key_block": f"key-{suffix}"}
+
+
+def publish(tmp_path: Path, settings: StackSettings, **kwargs: Any) -> ReleaseManifest:
+    blocks = save_blocks(tmp_path, settings.registry_host)
+    return build_and_publish(releases_dir=str(tmp_path / "releases"), **{**blocks, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def first_run(
+    local_stack: StackSettings, prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[ReleaseManifest, dict[str, str], Path]:
+    tmp_path = tmp_path_factory.mktemp("release")
+    blocks = save_blocks(tmp_path, local_stack.registry_host)
+    manifest = build_and_publish(releases_dir=str(tmp_path / "releases"), **blocks)
+    return manifest, blocks, tmp_path
+
+
+@pytest.fixture(scope="module")
+def release(first_run: tuple[ReleaseManifest, dict[str, str], Path]) -> ReleaseManifest:
+    return first_run[0]
+
+
+def registry_for(manifest: ReleaseManifest) -> OciRegistry:
+    namespace = manifest.images[0].repository.split("/", 1)[1].rsplit("/", 1)[0]
+    return OciRegistry(host=manifest.registry, namespace=namespace)
+
+
+def test_release_manifest_lists_signed_images_by_digest(release: ReleaseManifest) -> None:
+    assert [i.component for i in release.images] == ["backend", "frontend"]
+    for image in release.images:
+        assert image.digest.startswith("sha256:")
+        assert image.verified
+        assert image.signature is not None
+        assert image.signature.signer in ("cryptography", "cosign")
+        assert release.git_sha[:12] in image.tags[0]
+        assert image.tags[1] == "1.0.0"
+    assert release.scan.outcome == "pass"
+    assert release.quality["coverage_percent"] >= 85  # type: ignore[operator]
+    assert set(release.stage_seconds) >= {"quality, scans and builds", "push", "sign and attest", "verify"}
+
+
+def test_sboms_are_written_and_attached(release: ReleaseManifest) -> None:
+    image = release.image("backend")
+    cyclonedx = json.loads(Path(image.sbom_files["cyclonedx"]).read_text())
+    spdx = json.loads(Path(image.sbom_files["spdx"]).read_text())
+    assert cyclonedx["bomFormat"] == "CycloneDX"
+    assert any(c["name"] == "python3" for c in cyclonedx["components"])  # from the Debian base
+    assert spdx["spdxVersion"].startswith("SPDX-")
+    registry = registry_for(release)
+    with registry.get_client() as client:
+        layers = client.pull_artifact_layers(registry.repository("backend"), signature_tag(image.digest, "sbom"))
+    assert sorted(layer.media_type for layer in layers) == ["application/vnd.cyclonedx+json", "text/spdx+json"]
+
+
+def test_image_carries_oci_labels_and_runs_non_root(release: ReleaseManifest, local_stack: StackSettings) -> None:
+    client = docker.DockerClient(base_url=local_stack.docker_host)
+    image = client.images.pull(release.image("backend").reference)
+    labels = image.labels
+    assert labels["org.opencontainers.image.revision"] == release.git_sha
+    assert labels["org.opencontainers.image.version"] == "1.0.0"
+    assert labels["org.opencontainers.image.created"] == release.git_commit_time
+    assert image.attrs["Config"]["User"] == "10001:10001"
+    assert image.attrs["Config"]["Healthcheck"]["Test"][0] == "CMD"
+    client.close()
+
+
+def test_manifest_is_persisted_and_reloadable(release: ReleaseManifest, tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(release.to_json())
+    assert load_release_manifest(path) == release
+
+
+def test_rerun_on_unchanged_commit_is_served_from_cache(
+    first_run: tuple[ReleaseManifest, dict[str, str], Path],
+) -> None:
+    """Same blocks, same commit: build, scans and SBOMs come from Prefect's cache."""
+    release, blocks, tmp_path = first_run
+    again = build_and_publish(releases_dir=str(tmp_path / "releases"), **blocks)
+    assert [i.digest for i in again.images] == [i.digest for i in release.images]
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs()
+    states = {(r.name, r.state.name) for r in runs if r.flow_run_id == uuid.UUID(again.flow_run_id) and r.state}  # type: ignore[arg-type]
+    assert ("build: backend", "Cached") in states
+    assert ("scan-image: frontend", "Cached") in states
+
+
+def verify(manifest: ReleaseManifest, component: str) -> dict[str, Any]:
+    image = manifest.image(component)
+    registry = registry_for(manifest)
+    with disable_run_logger():
+        return verify_image.fn(
+            registry.repository(component), image.digest, image.tags, manifest.public_key_pem, registry
+        )  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def fresh_release(local_stack: StackSettings, prefect_harness: None, tmp_path: Path) -> ReleaseManifest:
+    """A release of its own, so tampering with it cannot affect other tests."""
+    manifest = publish(tmp_path, local_stack)
+    assert verify(manifest, "backend")["signatures"] == 1
+    return manifest
+
+
+def test_repushed_tag_fails_verification(fresh_release: ReleaseManifest, local_stack: StackSettings) -> None:
+    image = fresh_release.image("backend")
+    client = docker.DockerClient(base_url=local_stack.docker_host)
+    impostor = client.images.get(local_stack.base_image)
+    impostor.tag(image.repository, "1.0.0")
+    client.images.push(image.repository, "1.0.0")
+    client.close()
+    with pytest.raises(VerificationError, match=r"tag 1\.0\.0 now points at"):
+        verify(fresh_release, "backend")
+
+
+def test_signature_by_another_key_fails_verification(fresh_release: ReleaseManifest) -> None:
+    image = fresh_release.image("backend")
+    registry = registry_for(fresh_release)
+    pair = generate_key_pair(b"")
+    payload = simple_signing_payload(image.repository, image.digest)
+    forged = base64.b64encode(sign_bytes(load_private_key(pair.private_pem, b""), payload)).decode()
+    with registry.get_client() as client:
+        client.push_artifact(
+            registry.repository("backend"),
+            signature_tag(image.digest, "sig"),
+            [Layer(SIMPLE_SIGNING_MEDIA_TYPE, payload, {SIGNATURE_ANNOTATION: forged})],
+        )
+    with pytest.raises(VerificationError, match="signature does not verify with the public key"):
+        verify(fresh_release, "backend")
+
+
+def test_edited_attestation_fails_verification(fresh_release: ReleaseManifest) -> None:
+    image = fresh_release.image("frontend")
+    registry = registry_for(fresh_release)
+    repository = registry.repository("frontend")
+    tag = signature_tag(image.digest, "att")
+    with registry.get_client() as client:
+        layers = client.pull_artifact_layers(repository, tag)
+        envelope = json.loads(layers[0].data)
+        statement = json.loads(base64.b64decode(envelope["payload"]))
+        statement["predicate"]["buildDefinition"]["externalParameters"]["version"] = "9.9.9"
+        envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+        layers[0] = Layer(DSSE_MEDIA_TYPE, json.dumps(envelope).encode(), layers[0].annotations)
+        client.push_artifact(repository, tag, layers)
+    with pytest.raises(VerificationError, match="DSSE signature does not verify"):
+        verify(fresh_release, "frontend")
+
+
+def test_unsigned_image_fails_verification(fresh_release: ReleaseManifest) -> None:
+    image = fresh_release.image("backend")
+    registry = registry_for(fresh_release)
+    with registry.get_client() as client:
+        client.push_artifact(registry.repository("backend"), signature_tag(image.digest, "sig"), [])
+    with pytest.raises(VerificationError, match="no signature found"):
+        verify(fresh_release, "backend")
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "error", "message"),
+    [
+        ("unknown component", {"components": ["worker"]}, ConfigError, "unknown component 'worker'"),
+        ("shell metacharacters in ref", {"git_ref": "main;reboot"}, ConfigError, "invalid git ref"),
+        ("bad version tag", {"version": "-1"}, ConfigError, "invalid image tag"),
+        ("missing app config", {"app_config": "/nonexistent/delivery.yaml"}, ConfigError, "does not exist"),
+    ],
+)
+def test_bad_input_fails_with_a_named_problem(
+    local_stack: StackSettings,
+    prefect_harness: None,
+    tmp_path: Path,
+    name: str,
+    kwargs: dict[str, Any],
+    error: type[Exception],
+    message: str,
+) -> None:
+    with pytest.raises(error, match=message):
+        publish(tmp_path, local_stack, **kwargs)
+
+
+def test_registry_down_fails_after_retries(local_stack: StackSettings, prefect_harness: None, tmp_path: Path) -> None:
+    OciRegistry(host="127.0.0.1:9", namespace="down").save("down-registry")
+    with pytest.raises(RegistryError, match=r"127\.0\.0\.1:9"):
+        build_and_publish(registry_block="down-registry", releases_dir=str(tmp_path))
+
+
+def sample_app_copy(tmp_path: Path) -> Path:
+    """The sample app in a git repository of its own, to edit without touching ours."""
+    app = tmp_path / "app"
+    shutil.copytree(SAMPLE_APP, app, ignore=shutil.ignore_patterns("__pycache__", ".reports", ".coverage"))
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "."],
+        ["-c", "user.email=t@e", "-c", "user.name=t", "commit", "-q", "-m", "app"],
+    ):
+        subprocess.run(["git", "-C", str(app), *args], check=True)
+    return app
+
+
+def test_malformed_ignore_file_stops_the_flow(
+    local_stack: StackSettings, prefect_harness: None, tmp_path: Path
+) -> None:
+    app = sample_app_copy(tmp_path)
+    (app / ".trivyignore.yaml").write_text("ignores:\n  - id: CVE-2024-1\n    expires: 2027-01-01\n")
+    with pytest.raises(ConfigError, match=r"ignores\.0\.reason"):
+        publish(tmp_path, local_stack, app_config=str(app / "delivery.yaml"))
+
+
+def test_leaked_secret_blocks_the_release(local_stack: StackSettings, prefect_harness: None, tmp_path: Path) -> None:
+    """Real trivy finds the key; nothing is pushed or signed."""
+    app = sample_app_copy(tmp_path)
+    (app / "backend" / "deploy.env").write_text("AWS_ACCESS_KEY_ID=AKIA2E0A8F3B244C9986\n")
+    with pytest.raises(GateFailedError, match="aws-access-key-id"):
+        publish(tmp_path, local_stack, app_config=str(app / "delivery.yaml"))
+    sarif = json.loads(next((tmp_path / "releases").rglob("source.sarif")).read_text())
+    assert any(r["ruleId"] == "aws-access-key-id" for run in sarif["runs"] for r in run["results"])
+
+
+def test_failing_unit_test_fails_quality_with_output_tail(
+    local_stack: StackSettings, prefect_harness: None, tmp_path: Path
+) -> None:
+    app = sample_app_copy(tmp_path)
+    (app / "tests" / "test_broken.py").write_text('def test_broken():\n    assert 1 == 2, "deliberately broken"\n')
+    subprocess.run(["git", "-C", str(app), "add", "."], check=True)
+    with pytest.raises(CommandFailedError, match=r"(?s)'-m', 'pytest'.*deliberately broken") as failure:
+        publish(tmp_path, local_stack, app_config=str(app / "delivery.yaml"))
+    assert failure.value.returncode == 1
+
+
+def test_missing_dockerfile_is_named(tmp_path: Path) -> None:
+    app = sample_app_copy(tmp_path)
+    (app / "frontend" / "Dockerfile").unlink()
+    from medianest_delivery.appconfig import load_app_config
+
+    with pytest.raises(ConfigError, match=r"component 'frontend': Dockerfile .*frontend/Dockerfile does not exist"):
+        load_app_config(app / "delivery.yaml")
