@@ -1,23 +1,25 @@
 """Flow `build-and-publish`: stages 1 and 2 of MediaNest's delivery strategy.
 
-    resolve source ─┬─ quality commands ─ coverage gate ─┐
-                    ├─ trivy fs + bandit ─ source gate ──┼─ push ─┬─ image scan ─ image gate ─┐
-                    └─ docker builds (concurrent) ───────┘        └─ SBOM ─ attach ───────────┴─ sign + attest ─ verify ─ manifest
+    source ─┬─ quality commands ─ coverage gate ──────────────────────────┐
+            ├─ trivy fs + bandit ─ source gate ───────────────────────────┤
+            └─ per component: build ─ push ─ scan image ─┬─ image gate ───┴─ sign + attest ─ verify ─ manifest
+                                                         └─ SBOM ─ attach ─┘
 
-Nothing unvetted is signed: an image that fails a gate may sit in the registry
-but has no signature, and every deploy verifies signatures first.
+Components run as independent pipelines, concurrently with the quality and
+source gates. Pushing early is safe because signing is the approval: nothing is
+signed until every gate has passed, and every deploy verifies signatures first.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.context import get_run_context
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -27,9 +29,10 @@ from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
 from medianest_delivery.appconfig import AppConfig, load_app_config
 from medianest_delivery.refs import require_tag, tag_from_version
-from medianest_delivery.release import ReleaseImage, ReleaseManifest, ScanSummary
+from medianest_delivery.release import ReleaseImage, ReleaseManifest, ScanSummary, SignatureRef
 from medianest_delivery.settings import StackSettings
 from medianest_delivery.source import SourceInfo, describe_source, tree_digest
+from medianest_delivery.timings import stage_spans
 from tasks.build import build_image, inspect_base_image, oci_labels, push_image
 from tasks.quality import gate_coverage, run_quality_command
 from tasks.release import publish_release_manifest
@@ -41,25 +44,24 @@ DEFAULT_APP_CONFIG = str(Path(__file__).resolve().parent.parent / "examples" / "
 BUILDER_ID = "https://github.com/medianest/delivery/flows/build-and-publish@v1"
 
 
-@task(name="resolve-source")
+@task(name="resolve-source", task_run_name="source")
 def resolve_source(root: str, git_ref: str | None) -> SourceInfo:
     """Git SHA, commit time and a content digest of the app's source tree."""
     return describe_source(Path(root), git_ref)
 
 
-class StageClock:
-    """Wall time per stage, for the manifest and the benchmark."""
+@task(name="collect-stage-timings", task_run_name="release: stage timings")
+def collect_stage_timings(flow_run_id: str) -> dict[str, float]:
+    """Wall time per stage of this flow run, from the task runs the server recorded."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])))
+    return stage_spans((r.name, r.start_time, r.end_time) for r in runs if r.start_time and r.end_time)
 
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
 
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(time.perf_counter() - started, 3)
+@task(name="image-reference", task_run_name="push: reference")
+def _reference(image_name: str, digest: str) -> str:
+    """``registry/repo@sha256:...``: from here on images are addressed by digest only."""
+    return f"{image_name}@{digest}"
 
 
 def merge_scan_summaries(summaries: list[ScanSummary]) -> ScanSummary:
@@ -91,29 +93,28 @@ def _load_blocks(
 
 
 def _submit_quality(config: AppConfig, source: SourceInfo) -> list[PrefectFuture[Any]]:
-    """Commands run in order (tests before the coverage report), beside the other stages."""
-    futures: list[PrefectFuture[Any]] = []
+    """Commands start as soon as the commands they need have passed; the coverage gate goes last."""
+    by_name: dict[str, PrefectFuture[Any]] = {}
     for command in config.quality.commands:
-        futures.append(
-            run_quality_command.submit(
-                command.name,
-                command.resolved_argv(),
-                source.root,
-                source.tree_digest,
-                command.timeout_seconds,
-                wait_for=futures[-1:],
-            )
+        by_name[command.name] = run_quality_command.submit(
+            command.name,
+            command.resolved_argv(),
+            source.root,
+            source.tree_digest,
+            command.timeout_seconds,
+            wait_for=[by_name[n] for n in command.needs],
         )
+    futures = list(by_name.values())
     if config.quality.coverage_report is not None:
         report = str(config.path(config.quality.coverage_report))
         futures.append(
-            gate_coverage.submit(report, config.quality.coverage_min, source.tree_digest, wait_for=futures[-1:])
+            gate_coverage.submit(report, config.quality.coverage_min, source.tree_digest, wait_for=list(futures))
         )
     return futures
 
 
 def _quality_result(futures: list[PrefectFuture[Any]], config: AppConfig) -> float | None:
-    """Raise the first failure in command order (later ones never ran), else the coverage."""
+    """Raise the first failure in listed order, else return the coverage."""
     results = [future.result() for future in futures]
     return results[-1] if config.quality.coverage_report is not None else None
 
@@ -136,129 +137,119 @@ def build_and_publish(
     """
     logger = get_run_logger()
     settings = StackSettings()
-    clock = StageClock()
     config = load_app_config(app_config)
     selected = config.select(components)
     release_version = version or config.version
     version_tag = tag_from_version(release_version)
     registry, signing_key, docker_host = _load_blocks(settings, registry_block, signing_key_block, docker_host_block)
-    trivy_cache = str(settings.state_dir / "trivy-cache")
+    trivy_cache = str(settings.trivy_cache_dir)
+    ignore_file = str(config.path(config.security.ignore_file)) if config.security.ignore_file else None
+    run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
 
-    with clock.stage("source"):
-        source = resolve_source(str(config.root), git_ref)
+    source = resolve_source(str(config.root), git_ref)
     sha_tag = require_tag(
         source.git_sha if not source.dirty else f"{source.git_sha[:12]}-dirty-{source.tree_digest[7:19]}"
     )
+    tags = [sha_tag, version_tag]
     out_dir = Path(releases_dir or settings.releases_dir) / config.name / f"{release_version}-{source.git_sha[:12]}"
     if source.dirty:
         logger.warning("working tree is dirty: images are tagged %s, not the bare commit", sha_tag)
+    source_uri = config.source or f"file://{config.root}"
 
-    with clock.stage("quality, scans and builds"):
-        base_image_id = inspect_base_image.submit(docker_host, settings.base_image)
-        quality = _submit_quality(config, source)
-        fs_scan = scan_source_trivy.submit(source.root, source.tree_digest, trivy_cache)
-        sast = scan_source_sast.submit(source.root, config.security.sast_paths, source.tree_digest)
-        builds = {
-            c.name: build_image.submit(
-                c.name,
-                str(config.path(c.context)),
-                c.dockerfile,
-                tree_digest(config.path(c.context)),
-                settings.base_image,
-                base_image_id,
-                oci_labels(
-                    revision=source.git_sha,
-                    source=config.source or f"file://{config.root}",
-                    created=source.commit_time,
-                    version=release_version,
-                    title=f"{config.name}-{c.name}",
-                ),
-                docker_host,
-            )
-            for c in selected
-        }
-        coverage = _quality_result(quality, config)
-        source_gate = gate_security(
-            [fs_scan.result(), sast.result()],
-            config.security.fail_on,
-            config.security.forbidden_licenses,
-            str(config.path(config.security.ignore_file)) if config.security.ignore_file else None,
-            str(out_dir / "source.sarif"),
-            enforce_gates,
+    # Stage 1, code quality and source security, beside the component pipelines.
+    quality = _submit_quality(config, source)
+    source_scans = [
+        scan_source_trivy.submit(source.root, source.tree_digest, trivy_cache),
+        scan_source_sast.submit(source.root, config.security.sast_paths, source.tree_digest),
+    ]
+    source_gate = gate_security.submit(
+        "source",
+        source_scans,
+        config.security.fail_on,
+        config.security.forbidden_licenses,
+        ignore_file,
+        str(out_dir / "source.sarif"),
+        enforce_gates,
+    )
+
+    # Stage 2, per component: build, push, scan the pushed image, SBOM.
+    base_image_id = inspect_base_image.submit(docker_host, settings.base_image)
+    digests: dict[str, PrefectFuture[str]] = {}
+    image_scans: dict[str, PrefectFuture[dict[str, Any]]] = {}
+    sboms: dict[str, PrefectFuture[dict[str, str]]] = {}
+    for c in selected:
+        labels = oci_labels(
+            revision=source.git_sha,
+            source=source_uri,
+            created=source.commit_time,
+            version=release_version,
+            title=f"{config.name}-{c.name}",
         )
-        built = {name: future.result() for name, future in builds.items()}
-
-    with clock.stage("push"):
-        pushes = {
-            name: push_image.submit(
-                name, b["image_id"], registry.image_name(name), [sha_tag, version_tag], registry, docker_host
-            )
-            for name, b in built.items()
-        }
-        digests = {name: future.result() for name, future in pushes.items()}
-
-    with clock.stage("image scans and SBOMs"):
-        references = {name: f"{registry.image_name(name)}@{digest}" for name, digest in digests.items()}
-        image_scans = {n: scan_image.submit(n, ref, trivy_cache, registry.insecure) for n, ref in references.items()}
-        sboms = {
-            n: generate_sbom.submit(n, ref, str(out_dir / "sbom"), trivy_cache, registry.insecure)
-            for n, ref in references.items()
-        }
-        image_gate = gate_security(
-            [f.result() for f in image_scans.values()],
-            config.security.fail_on,
-            config.security.forbidden_licenses,
-            str(config.path(config.security.ignore_file)) if config.security.ignore_file else None,
-            str(out_dir / "images.sarif"),
-            enforce_gates,
+        built = build_image.submit(
+            c.name,
+            str(config.path(c.context)),
+            c.dockerfile,
+            tree_digest(config.path(c.context)),
+            settings.base_image,
+            base_image_id,
+            labels,
+            docker_host,
         )
-        sbom_files = {n: f.result() for n, f in sboms.items()}
+        digests[c.name] = push_image.submit(c.name, built, registry.image_name(c.name), tags, registry, docker_host)
+        reference = _reference.submit(registry.image_name(c.name), digests[c.name])
+        image_scans[c.name] = scan_image.submit(c.name, reference, trivy_cache, str(out_dir), registry.insecure)
+        sboms[c.name] = generate_sbom.submit(c.name, reference, image_scans[c.name], str(out_dir / "sbom"))
+    image_gate = gate_security.submit(
+        "images",
+        list(image_scans.values()),
+        config.security.fail_on,
+        config.security.forbidden_licenses,
+        ignore_file,
+        str(out_dir / "images.sarif"),
+        enforce_gates,
+    )
 
-    with clock.stage("sign and attest"):
-        public_key = load_public_key_pem(signing_key)
-        key_fingerprint = fingerprint(public_key)
-        run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
-        now = dt.datetime.now(dt.UTC).isoformat()
-        attached = {
-            n: attach_sbom.submit(
-                n, registry.repository(n), digests[n], sbom_files[n], file_digests(sbom_files[n]), registry
-            )
-            for n in digests
+    # Signing is the approval: it waits for every gate.
+    coverage = _quality_result(quality, config)
+    gates = [source_gate.result(), image_gate.result()]
+    public_key = load_public_key_pem(signing_key)
+    key_fingerprint = fingerprint(public_key)
+    signatures: dict[str, PrefectFuture[SignatureRef]] = {}
+    verifications: dict[str, PrefectFuture[dict[str, Any]]] = {}
+    for c in selected:
+        digest = digests[c.name].result()
+        sbom_files = sboms[c.name].result()
+        attached = attach_sbom.submit(
+            c.name, registry.repository(c.name), digest, sbom_files, file_digests(sbom_files), registry
+        )
+        provenance = {
+            "source_uri": source_uri,
+            "git_sha": source.git_sha,
+            "dockerfile": c.dockerfile,
+            "component": c.name,
+            "version": release_version,
+            "base_image_digest": base_image_id.result(),
+            "builder_id": BUILDER_ID,
+            "invocation_id": run_id,
+            "started_on": source.commit_time,
+            "finished_on": dt.datetime.now(dt.UTC).isoformat(),
         }
-        signatures = {
-            n: sign_image.submit(
-                n,
-                registry.repository(n),
-                digests[n],
-                {
-                    "source_uri": config.source or f"file://{config.root}",
-                    "git_sha": source.git_sha,
-                    "dockerfile": config.component(n).dockerfile,
-                    "component": n,
-                    "version": release_version,
-                    "base_image_digest": base_image_id.result(),
-                    "builder_id": BUILDER_ID,
-                    "invocation_id": run_id,
-                    "started_on": now,
-                    "finished_on": dt.datetime.now(dt.UTC).isoformat(),
-                },
-                sbom_files[n],
-                file_digests(sbom_files[n]),
-                key_fingerprint,
-                registry,
-                signing_key,
-                wait_for=[attached[n]],
-            )
-            for n in digests
-        }
-        signed = {n: f.result() for n, f in signatures.items()}
-
-    with clock.stage("verify"):
-        verifications = {
-            n: verify_image.submit(registry.repository(n), digests[n], [sha_tag, version_tag], public_key, registry)
-            for n in digests
-        }
-        verified = {n: f.result() for n, f in verifications.items()}
+        signatures[c.name] = sign_image.submit(
+            c.name,
+            registry.repository(c.name),
+            digest,
+            provenance,
+            sbom_files,
+            file_digests(sbom_files),
+            key_fingerprint,
+            registry,
+            signing_key,
+            wait_for=[attached],
+        )
+        verifications[c.name] = verify_image.submit(
+            registry.repository(c.name), digest, tags, public_key, registry, wait_for=[signatures[c.name]]
+        )
+    verified = {name: future.result() for name, future in verifications.items()}
 
     manifest = ReleaseManifest(
         app=config.name,
@@ -273,19 +264,19 @@ def build_and_publish(
         public_key_pem=public_key,
         images=[
             ReleaseImage(
-                component=n,
-                repository=registry.image_name(n),
-                digest=digests[n],
-                tags=[sha_tag, version_tag],
-                sbom_files=sbom_files[n],
-                signature=signed[n],
-                verified=bool(verified[n]),
+                component=c.name,
+                repository=registry.image_name(c.name),
+                digest=digests[c.name].result(),
+                tags=tags,
+                sbom_files=sboms[c.name].result(),
+                signature=signatures[c.name].result(),
+                verified=bool(verified[c.name]),
             )
-            for n in digests
+            for c in selected
         ],
         quality={"coverage_percent": coverage, "commands": [c.name for c in config.quality.commands]},
-        scan=merge_scan_summaries([source_gate, image_gate]),
-        stage_seconds=clock.seconds,
+        scan=merge_scan_summaries(gates),
+        stage_seconds=collect_stage_timings(run_id),
     )
     path = publish_release_manifest(manifest, str(Path(releases_dir or settings.releases_dir)))
     logger.info("release manifest written to %s", path)

@@ -27,6 +27,9 @@ class QualityCommand(_Strict):
     name: str = Field(description="Short name shown in the Prefect UI.")
     argv: list[str] = Field(min_length=1, description="Argument list; '{python}' is this interpreter.")
     timeout_seconds: float = Field(default=900, gt=0)
+    needs: list[str] = Field(
+        default_factory=list, description="Commands that must pass first; the others run concurrently."
+    )
 
     def resolved_argv(self) -> list[str]:
         return [sys.executable if arg == "{python}" else arg for arg in self.argv]
@@ -36,6 +39,16 @@ class QualityConfig(_Strict):
     commands: list[QualityCommand] = Field(default_factory=list)
     coverage_report: str | None = Field(default=None, description="coverage JSON or Cobertura XML")
     coverage_min: float = Field(default=85.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _needs_name_earlier_commands(self) -> QualityConfig:
+        seen: set[str] = set()
+        for command in self.commands:
+            unknown = [n for n in command.needs if n not in seen]
+            if unknown:
+                raise ValueError(f"quality command {command.name!r} needs {unknown}, which are not listed before it")
+            seen.add(command.name)
+        return self
 
 
 class SecurityConfig(_Strict):

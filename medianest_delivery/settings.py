@@ -50,6 +50,10 @@ class StackSettings:
         return os.environ.get("PREFECT_API_URL") or f"http://127.0.0.1:{self.prefect_port}/api"
 
     @property
+    def trivy_cache_dir(self) -> Path:
+        return Path(os.environ.get("TRIVY_CACHE_DIR") or self.state_dir / "trivy-cache")
+
+    @property
     def keys_dir(self) -> Path:
         return self.state_dir / "keys"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import docker.errors
 from prefect import task
@@ -29,7 +28,7 @@ def oci_labels(*, revision: str, source: str, created: str, version: str, title:
     }
 
 
-@task(name="inspect-base-image", retries=2, retry_delay_seconds=2)
+@task(name="inspect-base-image", task_run_name="build: inspect base image", retries=2, retry_delay_seconds=2)
 def inspect_base_image(docker_host: DockerHost, base_image: str) -> str:
     """Image id of the base image (part of every build's cache key)."""
     client = docker_host.get_client()
@@ -61,7 +60,7 @@ def build_image(
     base_image_id: str,
     labels: dict[str, str],
     docker_host: DockerHost,
-) -> dict[str, Any]:
+) -> str:
     """Multi-stage build with layer caching; returns the local image id."""
     client = docker_host.get_client()
     started = time.perf_counter()
@@ -83,9 +82,8 @@ def build_image(
         raise ConfigError(f"docker build of {component} failed: {exc.explanation}") from exc
     finally:
         client.close()
-    seconds = time.perf_counter() - started
-    get_run_logger().info("built %s as %s in %.1fs", component, image.id, seconds)
-    return {"component": component, "image_id": image.id, "seconds": seconds}
+    get_run_logger().info("built %s as %s in %.1fs", component, image.id, time.perf_counter() - started)
+    return str(image.id)
 
 
 @task(

@@ -29,6 +29,7 @@ def run_quality_command(name: str, argv: list[str], cwd: str, tree_digest: str, 
 
 @task(
     name="gate-coverage",
+    task_run_name="quality: coverage gate",
     cache_key_fn=digest_key("report", "minimum", "tree_digest"),
     cache_expiration=CACHE_EXPIRATION,
     persist_result=True,

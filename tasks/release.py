@@ -32,7 +32,7 @@ def release_markdown(manifest: ReleaseManifest, path: str) -> str:
     return "\n".join(lines)
 
 
-@task(name="publish-release-manifest")
+@task(name="publish-release-manifest", task_run_name="release manifest")
 def publish_release_manifest(manifest: ReleaseManifest, releases_dir: str) -> str:
     """Write ``<releases_dir>/<app>/<version>-<sha12>.json`` (and ``latest.json``) plus artifacts."""
     directory = Path(releases_dir) / manifest.app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 
@@ -11,7 +12,8 @@ from medianest_delivery.proc import run_command, which_or_raise
 from tasks.policies import CACHE_EXPIRATION, digest_key
 from tasks.scan import TRIVY_HINT
 
-SBOM_FORMATS = {"cyclonedx": "cdx.json", "spdx": "spdx.json"}
+# our name -> (trivy --format, file suffix)
+SBOM_FORMATS = {"cyclonedx": ("cyclonedx", "cdx.json"), "spdx": ("spdx-json", "spdx.json")}
 
 
 @task(
@@ -20,25 +22,22 @@ SBOM_FORMATS = {"cyclonedx": "cdx.json", "spdx": "spdx.json"}
     cache_key_fn=digest_key("reference", "out_dir"),
     cache_expiration=CACHE_EXPIRATION,
     persist_result=True,
-    retries=2,
-    retry_delay_seconds=3,
 )
-def generate_sbom(
-    component: str, reference: str, out_dir: str, cache_dir: str, insecure: bool, env: dict[str, str] | None = None
-) -> dict[str, str]:
-    """Write ``<component>.cdx.json`` and ``<component>.spdx.json`` for the image at ``reference``."""
+def generate_sbom(component: str, reference: str, image_scan: dict[str, Any], out_dir: str) -> dict[str, str]:
+    """``<component>.cdx.json`` and ``<component>.spdx.json`` converted from the image's trivy report.
+
+    ``trivy convert`` reuses the analysis of scan-image (one image pull and
+    analysis per image instead of three).
+    """
     trivy = which_or_raise("trivy", TRIVY_HINT)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
-    for fmt, suffix in SBOM_FORMATS.items():
+    for name, (trivy_format, suffix) in SBOM_FORMATS.items():
         path = Path(out_dir) / f"{component}.{suffix}"
-        argv = [trivy, "image", "--image-src", "remote", "--cache-dir", cache_dir, "--quiet"]
-        if insecure:
-            argv.append("--insecure")
         run_command(
-            [*argv, "--format", "spdx-json" if fmt == "spdx" else fmt, "--output", str(path), reference], env=env
+            [trivy, "convert", "--quiet", "--format", trivy_format, "--output", str(path), image_scan["report"]]
         )
-        files[fmt] = str(path)
+        files[name] = str(path)
     return files
 
 

@@ -62,6 +62,7 @@ def _run_trivy(args: list[str], cache_dir: str, env: dict[str, str] | None = Non
 
 @task(
     name="scan-source-trivy",
+    task_run_name="scan-source: trivy",
     cache_key_fn=digest_key("tree_digest", "cache_dir"),
     cache_expiration=CACHE_EXPIRATION,
     persist_result=True,
@@ -81,6 +82,7 @@ def scan_source_trivy(root: str, tree_digest: str, cache_dir: str) -> dict[str, 
 
 @task(
     name="scan-source-sast",
+    task_run_name="scan-source: bandit",
     cache_key_fn=digest_key("tree_digest", "paths"),
     cache_expiration=CACHE_EXPIRATION,
     persist_result=True,
@@ -100,31 +102,44 @@ def scan_source_sast(root: str, paths: list[str], tree_digest: str) -> dict[str,
 @task(
     name="scan-image",
     task_run_name="scan-image: {component}",
-    cache_key_fn=digest_key("reference", "cache_dir"),
+    cache_key_fn=digest_key("reference", "cache_dir", "out_dir"),
     cache_expiration=CACHE_EXPIRATION,
     persist_result=True,
     retries=2,
     retry_delay_seconds=3,
 )
 def scan_image(
-    component: str, reference: str, cache_dir: str, insecure: bool, env: dict[str, str] | None = None
+    component: str, reference: str, cache_dir: str, out_dir: str, insecure: bool, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """trivy image on the pushed image, by digest: secrets, licenses (+vulns with a DB)."""
+    """trivy image on the pushed image, by digest: secrets, licenses (+vulns with a DB).
+
+    The full report (every package listed) is kept as ``<component>.trivy.json``
+    so that SBOMs are converted from it instead of analysing the image again.
+    """
     scanners, notes = _trivy_scanners(cache_dir, ["vuln", "secret", "license"])
     args = ["image", "--image-src", "remote", "--offline-scan", "--skip-db-update", "--skip-check-update"]
     if insecure:
         args.append("--insecure")
-    report = _run_trivy([*args, "--scanners", ",".join(scanners), reference], cache_dir, env)
+    report = _run_trivy([*args, "--list-all-pkgs", "--scanners", ",".join(scanners), reference], cache_dir, env)
+    report_path = Path(out_dir) / f"{component}.trivy.json"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report))
     findings = parse_trivy_report(report, f"trivy image {reference}")
-    return {"findings": [f.to_dict() for f in findings], "notes": notes, "scanners": scanners}
+    return {
+        "findings": [f.to_dict() for f in findings],
+        "notes": notes,
+        "scanners": scanners,
+        "report": str(report_path),
+    }
 
 
 def _finding_from_dict(data: dict[str, Any]) -> Finding:
     return Finding(**{**data, "scanner": Scanner(data["scanner"]), "severity": Severity[data["severity"]]})
 
 
-@task(name="gate-security")
+@task(name="gate-security", task_run_name="gate-security: {stage}")
 def gate_security(
+    stage: str,
     scan_results: list[dict[str, Any]],
     policy_fail_on: dict[str, list[str]],
     forbidden_licenses: list[str],
@@ -157,7 +172,7 @@ def gate_security(
         for f in sorted(decision.kept, key=lambda f: (-f.severity, f.scanner, f.rule_id))
     ]
     create_table_artifact(
-        key="security-findings",
+        key=f"security-findings-{stage}",
         table=rows or [{"scanner": "-", "rule_id": "-", "severity": "-", "title": "no findings"}],
         description=f"**{decision.summary()}**; SARIF: `{sarif_path}`",
     )

@@ -68,7 +68,7 @@ def resolve_key_pair(signing_key: SigningKey) -> KeyPairPem:
     return ensure_local_key_pair(key_dir, password)
 
 
-@task(name="load-public-key")
+@task(name="load-public-key", task_run_name="sign: load public key")
 def load_public_key_pem(signing_key: SigningKey) -> str:
     """The public key (PEM) that verifies this pipeline's signatures."""
     return resolve_key_pair(signing_key).public_pem.decode()

@@ -25,7 +25,7 @@ def test_trivy_finds_secret_and_dockerfile_misconfig(tmp_path: Path, stack_setti
     (tmp_path / "Dockerfile").write_text(BAD_DOCKERFILE)
     (tmp_path / "creds.txt").write_text(LEAKED)
     with disable_run_logger():
-        result = scan_source_trivy.fn(str(tmp_path), "digest", str(stack_settings.state_dir / "trivy-cache"))
+        result = scan_source_trivy.fn(str(tmp_path), "digest", str(stack_settings.trivy_cache_dir))
     found = {(f["scanner"], f["rule_id"], f["severity"]) for f in result["findings"]}
     assert (Scanner.SECRET.value, "aws-access-key-id", "CRITICAL") in found
     assert (Scanner.MISCONFIG.value, "DS-0002", "HIGH") in found  # runs as root
@@ -35,7 +35,7 @@ def test_trivy_finds_secret_and_dockerfile_misconfig(tmp_path: Path, stack_setti
 
 def test_sample_app_is_clean_for_trivy(stack_settings: StackSettings) -> None:
     with disable_run_logger():
-        result = scan_source_trivy.fn(str(SAMPLE_APP), "digest", str(stack_settings.state_dir / "trivy-cache"))
+        result = scan_source_trivy.fn(str(SAMPLE_APP), "digest", str(stack_settings.trivy_cache_dir))
     blocking = [f for f in result["findings"] if f["severity"] in ("HIGH", "CRITICAL")]
     assert blocking == []
 

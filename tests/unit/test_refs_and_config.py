@@ -115,3 +115,12 @@ def test_unknown_component_is_named() -> None:
     config = load_app_config(SAMPLE_APP / "delivery.yaml")
     with pytest.raises(ConfigError, match=r"unknown component 'worker'.*known: backend, frontend"):
         config.select(["worker"])
+
+
+def test_quality_needs_must_name_earlier_commands(tmp_path: Path) -> None:
+    body = (
+        "name: app\nquality:\n  commands:\n    - {name: report, argv: [x], needs: [tests]}\n"
+        "    - {name: tests, argv: [y]}\ncomponents:\n  - {name: a, port: 80}\n"
+    )
+    with pytest.raises(ConfigError, match=r"'report' needs \['tests'\], which are not listed before it"):
+        load_app_config(write_config(tmp_path, body))
