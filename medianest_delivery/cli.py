@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,8 @@ stack_app = typer.Typer(
     help="The embedded local stack (dockerd, registry, Prefect server, base image).", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
-console = Console()
+# Digests are long: when not on a terminal (CI logs, pipes), print wide instead of folding.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 DEFAULT_APP_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "medianest" / "delivery.yaml"
 
