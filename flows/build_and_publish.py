@@ -28,7 +28,7 @@ from prefect_docker import DockerHost
 from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
 from medianest_delivery.appconfig import AppConfig, load_app_config
-from medianest_delivery.refs import require_tag, tag_from_version
+from medianest_delivery.refs import parse_image_reference, require_tag, tag_from_version
 from medianest_delivery.release import ReleaseImage, ReleaseManifest, ScanSummary, SignatureRef
 from medianest_delivery.settings import StackSettings
 from medianest_delivery.source import SourceInfo, describe_source, tree_digest
@@ -151,6 +151,8 @@ def build_and_publish(
         source.git_sha if not source.dirty else f"{source.git_sha[:12]}-dirty-{source.tree_digest[7:19]}"
     )
     tags = [sha_tag, version_tag]
+    for c in selected:  # fail before any work if the registry block makes an invalid reference
+        parse_image_reference(f"{registry.image_name(c.name)}:{version_tag}")
     out_dir = Path(releases_dir or settings.releases_dir) / config.name / f"{release_version}-{source.git_sha[:12]}"
     if source.dirty:
         logger.warning("working tree is dirty: images are tagged %s, not the bare commit", sha_tag)
@@ -209,8 +211,12 @@ def build_and_publish(
         enforce_gates,
     )
 
-    # Signing is the approval: it waits for every gate.
+    # Signing is the approval: it waits for every gate. Results are read in
+    # causal order so that a failure surfaces as its root cause (a push that
+    # failed), not as a downstream task that never ran.
     coverage = _quality_result(quality, config)
+    for future in [*digests.values(), *image_scans.values(), *sboms.values()]:
+        future.result()
     gates = [source_gate.result(), image_gate.result()]
     public_key = load_public_key_pem(signing_key)
     key_fingerprint = fingerprint(public_key)

@@ -80,7 +80,18 @@ def test_release_manifest_lists_signed_images_by_digest(release: ReleaseManifest
         assert image.tags[1] == "1.0.0"
     assert release.scan.outcome == "pass"
     assert release.quality["coverage_percent"] >= 85  # type: ignore[operator]
-    assert set(release.stage_seconds) >= {"quality, scans and builds", "push", "sign and attest", "verify"}
+    assert set(release.stage_seconds) >= {
+        "source",
+        "quality",
+        "scan-source",
+        "build",
+        "push",
+        "scan-image",
+        "sbom",
+        "sign",
+        "verify",
+    }
+    assert all(seconds >= 0 for seconds in release.stage_seconds.values())
 
 
 def test_sboms_are_written_and_attached(release: ReleaseManifest) -> None:
@@ -218,6 +229,14 @@ def test_bad_input_fails_with_a_named_problem(
 ) -> None:
     with pytest.raises(error, match=message):
         publish(tmp_path, local_stack, **kwargs)
+
+
+def test_invalid_image_reference_from_block_is_named(
+    local_stack: StackSettings, prefect_harness: None, tmp_path: Path
+) -> None:
+    OciRegistry(host="127.0.0.1:5000", namespace="Team Space").save("bad-namespace")
+    with pytest.raises(ConfigError, match=r"invalid image reference '127\.0\.0\.1:5000/Team Space/backend:1\.0\.0'"):
+        build_and_publish(registry_block="bad-namespace", releases_dir=str(tmp_path))
 
 
 def test_registry_down_fails_after_retries(local_stack: StackSettings, prefect_harness: None, tmp_path: Path) -> None:
