@@ -215,7 +215,8 @@ def build_and_publish(
     # causal order so that a failure surfaces as its root cause (a push that
     # failed), not as a downstream task that never ran.
     coverage = _quality_result(quality, config)
-    for future in [*digests.values(), *image_scans.values(), *sboms.values()]:
+    upstream: list[PrefectFuture[Any]] = [*digests.values(), *image_scans.values(), *sboms.values()]
+    for future in upstream:
         future.result()
     gates = [source_gate.result(), image_gate.result()]
     public_key = load_public_key_pem(signing_key)
