@@ -16,7 +16,7 @@ from tasks.policies import CACHE_EXPIRATION, digest_key
 @task(
     name="run-quality-command",
     task_run_name="quality: {name}",
-    cache_key_fn=digest_key("name", "argv", "tree_digest"),
+    cache_key_fn=digest_key("name", "argv", "cwd", "tree_digest"),  # cwd: commands write reports there
     cache_expiration=CACHE_EXPIRATION,
     persist_result=True,
 )
