@@ -73,6 +73,11 @@ class Component(_Strict):
     metrics: str | None = None
     openapi: str | None = None
     depends_on: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Container environment; {database_url}, {environment} and {router_url:<component>} are filled in",
+    )
+    smoke: list[str] = Field(default_factory=list, description="Critical GET paths that must answer 2xx")
 
     @field_validator("name")
     @classmethod
@@ -85,6 +90,7 @@ class Component(_Strict):
 class DatabaseConfig(_Strict):
     name: str
     migrations: str = "migrations"
+    checks: list[str] = Field(default_factory=list, description="SQL the app needs to succeed after migrating")
 
 
 class AppConfig(_Strict):

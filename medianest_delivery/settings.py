@@ -28,6 +28,7 @@ class StackSettings:
     )
     registry_port: int = field(default_factory=lambda: _env_int("MEDIANEST_REGISTRY_PORT", 5000))
     prefect_port: int = field(default_factory=lambda: _env_int("MEDIANEST_PREFECT_PORT", 4200))
+    prometheus_port: int = field(default_factory=lambda: _env_int("MEDIANEST_PROMETHEUS_PORT", 9090))
     base_image: str = field(default_factory=lambda: os.environ.get("MEDIANEST_BASE_IMAGE", "medianest/base:bookworm"))
     debian_mirror: str = field(
         default_factory=lambda: os.environ.get("MEDIANEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -52,6 +53,22 @@ class StackSettings:
     @property
     def trivy_cache_dir(self) -> Path:
         return Path(os.environ.get("TRIVY_CACHE_DIR") or self.state_dir / "trivy-cache")
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def scrape_targets_dir(self) -> Path:
+        return self.state_dir / "prometheus" / "targets"
+
+    @property
+    def routers_dir(self) -> Path:
+        return self.state_dir / "routers"
+
+    @property
+    def history_dsn(self) -> str:
+        return os.environ.get("MEDIANEST_HISTORY_DSN", "postgresql://postgres@127.0.0.1:5432/medianest_delivery")
 
     @property
     def keys_dir(self) -> Path:

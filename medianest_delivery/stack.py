@@ -9,6 +9,7 @@ and keeps its data under ``StackSettings.state_dir``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -247,6 +248,59 @@ class PrefectServer(_ManagedProcess):
         return [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(self.settings.prefect_port)]
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ALERT_RULES = REPO_ROOT / "deployments" / "prometheus" / "alerts.yml"
+
+
+class PrometheusServer(_ManagedProcess):
+    """Debian's prometheus, scraping every 1 s the targets the runtime writes (file_sd)."""
+
+    name = "prometheus"
+
+    def where(self) -> str:
+        return self.settings.prometheus_url
+
+    def probe(self) -> bool:
+        try:
+            return httpx.get(f"{self.where()}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def config_path(self) -> Path:
+        root = self.settings.state_dir / "prometheus"
+        self.settings.scrape_targets_dir.mkdir(parents=True, exist_ok=True)
+        targets = self.settings.scrape_targets_dir
+        # 1 s scrapes and evaluations: canary analysis sees a bad release within seconds.
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
+            "rule_files": [str(ALERT_RULES)],
+            "scrape_configs": [
+                {
+                    "job_name": "medianest",
+                    "file_sd_configs": [{"files": [str(targets / "app-*.json")], "refresh_interval": "1s"}],
+                },
+                {
+                    "job_name": "haproxy",
+                    "file_sd_configs": [{"files": [str(targets / "router-*.json")], "refresh_interval": "1s"}],
+                },
+            ],
+        }
+        path = root / "prometheus.yml"
+        path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        return path
+
+    def argv(self) -> list[str]:
+        binary = which_or_raise("prometheus", "Install Debian's prometheus (make deps).")
+        return [
+            binary,
+            f"--config.file={self.config_path()}",
+            f"--storage.tsdb.path={self.settings.state_dir / 'prometheus' / 'data'}",
+            "--storage.tsdb.retention.time=3d",
+            f"--web.listen-address=127.0.0.1:{self.settings.prometheus_port}",
+            "--web.enable-lifecycle",
+        ]
+
+
 class BaseImage:
     """The sample app's base image: mmdebstrap from the apt mirror, then docker import."""
 
@@ -302,7 +356,13 @@ class BaseImage:
 
 def components(settings: StackSettings) -> list[StackComponent]:
     """In start order: the base image needs dockerd."""
-    return [DockerEngine(settings), OciRegistry(settings), PrefectServer(settings), BaseImage(settings)]
+    return [
+        DockerEngine(settings),
+        OciRegistry(settings),
+        PrefectServer(settings),
+        PrometheusServer(settings),
+        BaseImage(settings),
+    ]
 
 
 def stack_up(settings: StackSettings, only: set[str] | None = None) -> list[ComponentStatus]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 
 # Buckets dense around the 200 ms canary threshold and the 1 s alert threshold.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
@@ -27,6 +27,7 @@ class ServiceMetrics:
 
 def build_metrics(service: str) -> ServiceMetrics:
     registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # process_start_time_seconds: restarts show up in alerts
     labels = ("version", "route", "method", "status")
     requests = Counter(
         "http_requests", f"HTTP requests served by {service}", labels, registry=registry

@@ -1,0 +1,178 @@
+"""One environment's replicas, router and scrape targets, moved together.
+
+Every operation updates the persisted router state first, then the live
+HAProxy, then Prometheus' targets, so that a crash at any point leaves files
+that describe what should be running (and `reconcile` can restore it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from medianest_delivery.appconfig import AppConfig, Component
+from medianest_delivery.canary import split_weights
+from medianest_delivery.haproxy import HAProxyRouter, RouterState, new_backend
+from medianest_delivery.prometheus import write_scrape_targets
+from medianest_delivery.runtime import ReplicaSpec, Runtime, wait_until_healthy
+from medianest_delivery.settings import StackSettings
+from medianest_delivery.topology import EnvironmentPlan, environment_plan, other_slot
+
+
+@dataclass(frozen=True)
+class SlotRelease:
+    component: str
+    slot: str
+    image: str
+    version: str
+    replicas: int
+
+
+class EnvironmentController:
+    def __init__(self, name: str, config: AppConfig, runtime: Runtime, settings: StackSettings) -> None:
+        self.name = name
+        self.config = config
+        self.runtime = runtime
+        self.settings = settings
+        self.plan: EnvironmentPlan = environment_plan(name)
+        self.router = HAProxyRouter(settings.routers_dir, name)
+
+    # -- state -------------------------------------------------------------
+    def state(self) -> RouterState:
+        state = self.router.load_state() or RouterState(self.name, self.plan.stats_port)
+        for index, component in enumerate(self.config.components):
+            if component.name not in state.backends:
+                state.backends[component.name] = new_backend(self.plan, component.name, index, component.health)
+        return state
+
+    def index(self, component: str) -> int:
+        return [c.name for c in self.config.components].index(component)
+
+    def router_url(self, component: str) -> str:
+        return f"http://127.0.0.1:{self.plan.router_port(self.index(component))}"
+
+    def database_url(self) -> str:
+        database = self.config.database.name if self.config.database else self.config.name
+        return f"postgresql://postgres@127.0.0.1:5432/{database}_{self.name.replace('-', '_')}"
+
+    def stable_slot(self, component: str) -> str:
+        return self.state().backends[component].stable_slot
+
+    def candidate_slot(self, component: str) -> str:
+        return other_slot(self.stable_slot(component))
+
+    def ensure_router(self) -> RouterState:
+        state = self.state()
+        self.router.save_state(state)
+        self.router.start(state)
+        write_scrape_targets(
+            self.settings.scrape_targets_dir,
+            f"router-{self.name}",
+            [{"targets": [f"127.0.0.1:{state.stats_port}"], "labels": {"env": self.name}}],
+        )
+        return state
+
+    # -- replicas ----------------------------------------------------------
+    def component_env(self, component: Component, extra: dict[str, str]) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for key, template in component.env.items():
+            value = template.replace("{database_url}", self.database_url()).replace("{environment}", self.name)
+            for other in self.config.components:
+                value = value.replace(f"{{router_url:{other.name}}}", self.router_url(other.name))
+            values[key] = value
+        return {**values, **extra}
+
+    def start_slot(self, release: SlotRelease, extra_env: dict[str, str]) -> list[ReplicaSpec]:
+        """Run the release's replicas in ``release.slot`` (not routed yet: weight 0)."""
+        component = self.config.component(release.component)
+        self.runtime.remove(self.name, release.component, release.slot)
+        specs = [
+            ReplicaSpec(
+                environment=self.name,
+                component=release.component,
+                slot=release.slot,
+                replica=i,
+                image=release.image,
+                port=self.plan.replica_port(self.index(release.component), release.slot, i),
+                version=release.version,
+                env=self.component_env(component, extra_env),
+            )
+            for i in range(release.replicas)
+        ]
+        for spec in specs:
+            self.runtime.run(spec)
+        self.write_app_targets()
+        return specs
+
+    def wait_healthy(self, specs: list[ReplicaSpec], deadline_seconds: float) -> dict[str, str]:
+        component = self.config.component(specs[0].component)
+        return wait_until_healthy([s.url for s in specs], [component.health, component.ready], deadline_seconds)
+
+    def write_app_targets(self) -> None:
+        groups: list[dict[str, Any]] = []
+        for replica in self.runtime.list(self.name):
+            component = self.config.component(replica.component)
+            if component.metrics is None:
+                continue
+            groups.append(
+                {
+                    "targets": [f"127.0.0.1:{replica.port}"],
+                    "labels": {
+                        "env": self.name,
+                        "component": replica.component,
+                        "slot": replica.slot,
+                        "release_version": replica.version,
+                        "__metrics_path__": component.metrics,
+                    },
+                }
+            )
+        write_scrape_targets(self.settings.scrape_targets_dir, f"app-{self.name}", groups)
+
+    # -- traffic -----------------------------------------------------------
+    def set_weights(self, component: str, candidate_percent: int, candidate_replicas: int) -> RouterState:
+        """Send ``candidate_percent`` of the component's traffic to the non-stable slot."""
+        state = self.state()
+        backend = state.backends[component]
+        stable, candidate = backend.stable_slot, other_slot(backend.stable_slot)
+        backend.active_replicas[candidate] = candidate_replicas
+        stable_replicas = max(1, backend.active_replicas[stable])
+        if backend.active_replicas[stable] == 0:  # first release: no stable slot to share with
+            backend.weights[candidate] = 100
+        else:
+            backend.weights[candidate], backend.weights[stable] = split_weights(
+                candidate_percent, candidate_replicas, stable_replicas
+            )
+        self.router.apply(state, [component])
+        return state
+
+    def promote(self, component: str) -> str:
+        """The candidate slot becomes stable; the old stable slot stops taking traffic and is removed."""
+        state = self.state()
+        backend = state.backends[component]
+        old, new = backend.stable_slot, other_slot(backend.stable_slot)
+        backend.stable_slot = new
+        backend.weights[new], backend.weights[old] = 100, 0
+        backend.active_replicas[old] = 0
+        self.router.apply(state, [component])
+        self.runtime.remove(self.name, component, old)
+        self.write_app_targets()
+        return new
+
+    def abort_candidate(self, component: str) -> None:
+        """Weight 0 for the candidate, then tear it down: stable keeps serving alone."""
+        state = self.state()
+        backend = state.backends[component]
+        candidate = other_slot(backend.stable_slot)
+        backend.weights[candidate] = 0
+        backend.active_replicas[candidate] = 0
+        if backend.active_replicas[backend.stable_slot]:
+            backend.weights[backend.stable_slot] = 100
+        self.router.apply(state, [component])
+        self.runtime.remove(self.name, component, candidate)
+        self.write_app_targets()
+
+    def tear_down(self) -> None:
+        self.runtime.remove(self.name)
+        self.router.stop()
+        self.router.state_path.unlink(missing_ok=True)
+        write_scrape_targets(self.settings.scrape_targets_dir, f"app-{self.name}", [])

@@ -1,0 +1,74 @@
+"""Prometheus HTTP API client and the scrape-target files the runtime maintains."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from medianest_delivery.errors import DeliveryError
+
+
+class MetricsUnavailable(DeliveryError, ConnectionError):
+    """Prometheus could not be queried; analysis records this as an Error measurement."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+
+
+class PrometheusClient:
+    def __init__(self, base_url: str, timeout: float = 3.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _get(self, path: str, params: dict[str, Any]) -> Any:
+        try:
+            response = httpx.get(f"{self.base_url}{path}", params=params, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise MetricsUnavailable(f"prometheus at {self.base_url} unreachable: {exc}") from exc
+        if response.status_code != 200:
+            raise MetricsUnavailable(f"prometheus answered {response.status_code}: {response.text[:200]}")
+        body = response.json()
+        if body.get("status") != "success":
+            raise MetricsUnavailable(f"prometheus query failed: {body.get('error')}")
+        return body["data"]
+
+    def query(self, expr: str, at: float | None = None) -> list[Sample]:
+        params: dict[str, Any] = {"query": expr}
+        if at is not None:
+            params["time"] = at
+        data = self._get("/api/v1/query", params)
+        return [Sample(r["metric"], float(r["value"][1])) for r in data["result"]]
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> dict[str, list[float]]:
+        """Series keyed by their labels (as sorted 'k=v,...'), NaNs dropped."""
+        data = self._get("/api/v1/query_range", {"query": expr, "start": start, "end": end, "step": step})
+        series = {}
+        for result in data["result"]:
+            key = ",".join(f"{k}={v}" for k, v in sorted(result["metric"].items()))
+            values = [float(v) for _, v in result["values"]]
+            series[key] = [v for v in values if not math.isnan(v)]
+        return series
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.base_url}/-/ready", timeout=self.timeout).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def write_scrape_targets(directory: Path, name: str, groups: list[dict[str, Any]]) -> Path:
+    """Atomically replace one file_sd file (Prometheus re-reads it within a second)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(groups, indent=2))
+    tmp.replace(path)
+    return path

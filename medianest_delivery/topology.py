@@ -1,0 +1,82 @@
+"""Where each environment's router, slots and replicas listen, and in what order components ship.
+
+Every environment owns a block of 1000 loopback ports. Component ``i`` gets
+``base + 100*i`` for its router frontend and two slots of replicas after it:
+
+    production (base 19000), backend (i=0): router 19000, slot a 19010-19013, slot b 19020-19023
+                             frontend (i=1): router 19100, slot a 19110-..., slot b 19120-...
+    router stats/metrics: base + 990
+
+A rollout always puts the new release in the slot that is not stable, so
+canary and blue-green share one mechanism: move weight, then flip roles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from medianest_delivery.appconfig import Component
+from medianest_delivery.errors import ConfigError
+
+SLOTS = ("a", "b")
+MAX_REPLICAS = 4
+KNOWN_ENVIRONMENTS = {"staging": 18000, "production": 19000}
+PREVIEW_BASE, PREVIEW_COUNT = 30000, 20
+
+
+@dataclass(frozen=True)
+class EnvironmentPlan:
+    name: str
+    base_port: int
+
+    def router_port(self, component_index: int) -> int:
+        return self.base_port + 100 * component_index
+
+    def replica_port(self, component_index: int, slot: str, replica: int) -> int:
+        if slot not in SLOTS:
+            raise ConfigError(f"unknown slot {slot!r}; slots are {SLOTS}")
+        if not 0 <= replica < MAX_REPLICAS:
+            raise ConfigError(f"replica {replica} out of range 0..{MAX_REPLICAS - 1}")
+        return self.base_port + 100 * component_index + 10 * (SLOTS.index(slot) + 1) + replica
+
+    @property
+    def stats_port(self) -> int:
+        return self.base_port + 990
+
+
+def other_slot(slot: str) -> str:
+    return SLOTS[1 - SLOTS.index(slot)]
+
+
+def environment_plan(name: str) -> EnvironmentPlan:
+    """staging and production have fixed ports; ``preview-<branch>`` gets one of 20 blocks by hash."""
+    if name in KNOWN_ENVIRONMENTS:
+        return EnvironmentPlan(name, KNOWN_ENVIRONMENTS[name])
+    if name.startswith("preview-") and len(name) > len("preview-"):
+        index = int(hashlib.sha256(name.encode()).hexdigest(), 16) % PREVIEW_COUNT
+        return EnvironmentPlan(name, PREVIEW_BASE + 1000 * index)
+    raise ConfigError(f"unknown environment {name!r}: use staging, production or preview-<branch>")
+
+
+def release_order(components: list[Component]) -> list[Component]:
+    """Dependencies first (the backend before the frontend that calls it); stable for ties."""
+    by_name = {c.name: c for c in components}
+    ordered: list[Component] = []
+    visiting: set[str] = set()
+
+    def visit(component: Component) -> None:
+        if component in ordered:
+            return
+        if component.name in visiting:
+            raise ConfigError(f"dependency cycle through component {component.name!r}")
+        visiting.add(component.name)
+        for dependency in component.depends_on:
+            if dependency in by_name:
+                visit(by_name[dependency])
+        visiting.discard(component.name)
+        ordered.append(component)
+
+    for component in components:
+        visit(component)
+    return ordered

@@ -1,0 +1,130 @@
+"""Canary judgement: measurements, the statistical comparisons and the next action."""
+
+from __future__ import annotations
+
+import pytest
+
+from medianest_delivery.canary import (
+    Action,
+    CanaryThresholds,
+    Phase,
+    SliceCounts,
+    StepObservation,
+    assess_canary_step,
+    decide_action,
+    split_weights,
+)
+
+T = CanaryThresholds()
+STABLE = SliceCounts(900, 0)
+HEALTHY = SliceCounts(100, 0)
+FLAT = [0.010, 0.011, 0.009, 0.010, 0.012, 0.010, 0.011, 0.010]
+SLOW = [0.300, 0.310, 0.290, 0.305, 0.320, 0.300, 0.295, 0.310]
+
+
+def obs(
+    canary: SliceCounts | None = HEALTHY,
+    stable: SliceCounts | None = STABLE,
+    p95: float | None = 0.02,
+    canary_series: list[float] | None = FLAT,
+    stable_series: list[float] | None = FLAT,
+    alerts: list[str] | None = None,
+) -> StepObservation:
+    return StepObservation(canary, stable, p95, canary_series, stable_series, [] if alerts is None else alerts)
+
+
+@pytest.mark.parametrize(
+    ("name", "observation", "phase", "failing_metric"),
+    [
+        ("healthy canary passes", obs(), Phase.PASSED, None),
+        ("errors above 0.1% fail", obs(canary=SliceCounts(1000, 5)), Phase.FAILED, "error-rate"),
+        ("all-failing canary fails early on few requests", obs(canary=SliceCounts(6, 6)), Phase.FAILED, "error-rate"),
+        ("two errors are not yet evidence", obs(canary=SliceCounts(4, 2)), Phase.INCONCLUSIVE, None),
+        ("too few requests wait", obs(canary=SliceCounts(10, 0)), Phase.INCONCLUSIVE, None),
+        ("slow p95 fails", obs(p95=0.35, canary_series=SLOW), Phase.FAILED, "p95-latency"),
+        (
+            "latency shift fails even under the p95 limit",
+            obs(p95=0.15, canary_series=[v / 2 for v in SLOW]),
+            Phase.FAILED,
+            "latency-vs-stable",
+        ),
+        ("critical alert fails", obs(alerts=["MediaNestHighErrorRate"]), Phase.FAILED, "critical-alerts"),
+        ("failed error query is an error", obs(canary=None), Phase.ERROR, "error-rate"),
+        ("missing latency series is an error", obs(canary_series=None), Phase.ERROR, "latency-vs-stable"),
+        (
+            "unknown alert state is an error",
+            StepObservation(SliceCounts(100, 0), STABLE, 0.02, FLAT, FLAT, None),
+            Phase.ERROR,
+            "critical-alerts",
+        ),
+        ("NaN p95 (no data) is an error", obs(p95=float("nan")), Phase.ERROR, "p95-latency"),
+    ],
+)
+def test_assess_canary_step(name: str, observation: StepObservation, phase: Phase, failing_metric: str | None) -> None:
+    decision = assess_canary_step(observation, T)
+    assert decision.phase is phase
+    if failing_metric:
+        assert any(m.metric == failing_metric and m.phase in (Phase.FAILED, Phase.ERROR) for m in decision.measurements)
+        assert any(r.startswith(failing_metric) for r in decision.reasons)
+
+
+def test_error_comparison_uses_stable_on_same_window() -> None:
+    """A canary at 0.3% errors is judged against stable's 0.3%: not worse, but still above the 0.1% limit."""
+    decision = assess_canary_step(obs(canary=SliceCounts(1000, 3), stable=SliceCounts(1000, 3)), T)
+    by_metric = {m.metric: m.phase for m in decision.measurements}
+    assert by_metric["error-vs-stable"] is Phase.PASSED
+    assert by_metric["error-rate"] is Phase.FAILED
+
+
+def test_measurements_keep_queries_and_errors() -> None:
+    observation = StepObservation(
+        None,
+        STABLE,
+        0.02,
+        FLAT,
+        FLAT,
+        [],
+        queries={"error-rate": "sum(x)"},
+        errors={"error-rate": "connection refused"},
+    )
+    measurement = next(m for m in assess_canary_step(observation, T).measurements if m.metric == "error-rate")
+    assert (measurement.query, measurement.message, measurement.value) == ("sum(x)", "connection refused", None)
+
+
+@pytest.mark.parametrize(
+    ("name", "phase", "errors", "waits", "irreversible", "expected"),
+    [
+        ("pass moves on", Phase.PASSED, 0, 0, False, Action.NEXT_STEP),
+        ("fail rolls back", Phase.FAILED, 0, 0, False, Action.ROLLBACK),
+        ("fail freezes with an irreversible migration", Phase.FAILED, 0, 0, True, Action.FREEZE),
+        ("one error holds", Phase.ERROR, 1, 0, False, Action.WAIT),
+        ("errors in a row roll back", Phase.ERROR, 3, 0, False, Action.ROLLBACK),
+        ("inconclusive waits", Phase.INCONCLUSIVE, 0, 3, False, Action.WAIT),
+        ("inconclusive too long rolls back", Phase.INCONCLUSIVE, 0, 10, False, Action.ROLLBACK),
+    ],
+)
+def test_decide_action(name: str, phase: Phase, errors: int, waits: int, irreversible: bool, expected: Action) -> None:
+    assert decide_action(phase, errors, waits, T, irreversible) is expected
+
+
+def test_errors_never_promote() -> None:
+    for errors in range(0, 10):
+        assert decide_action(Phase.ERROR, errors, 0, T) is not Action.NEXT_STEP
+
+
+@pytest.mark.parametrize(
+    ("percent", "canary_replicas", "stable_replicas", "expected"),
+    [(0, 2, 2, (0, 200)), (10, 2, 2, (20, 180)), (100, 2, 2, (200, 0)), (50, 1, 2, (100, 50)), (30, 4, 4, (60, 140))],
+)
+def test_split_weights_give_the_requested_share(
+    percent: int, canary_replicas: int, stable_replicas: int, expected: tuple[int, int]
+) -> None:
+    canary, stable = split_weights(percent, canary_replicas, stable_replicas)
+    share = canary * canary_replicas / (canary * canary_replicas + stable * stable_replicas)
+    assert share == pytest.approx(percent / 100, abs=0.01)
+    assert (canary, stable) == expected
+
+
+def test_split_weights_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"0\.\.100"):
+        split_weights(120, 1, 1)
