@@ -5,7 +5,8 @@ registered for the demo; save a block with other values to point the flows at
 GHCR, a remote Docker host or a managed signing key.
 """
 
+from blocks.delivery import MetricsProvider, ReleaseHistoryDatabase
 from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
 
-__all__ = ["OciRegistry", "SigningKey"]
+__all__ = ["MetricsProvider", "OciRegistry", "ReleaseHistoryDatabase", "SigningKey"]

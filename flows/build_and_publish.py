@@ -25,6 +25,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_docker import DockerHost
 
+from blocks.loading import load_or_default
 from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
 from medianest_delivery.appconfig import AppConfig, load_app_config
@@ -86,10 +87,10 @@ def merge_scan_summaries(summaries: list[ScanSummary]) -> ScanSummary:
 def _load_blocks(
     settings: StackSettings, registry_block: str | None, signing_key_block: str | None, docker_host_block: str | None
 ) -> tuple[OciRegistry, SigningKey, DockerHost]:
-    registry = OciRegistry.load(registry_block) if registry_block else OciRegistry(host=settings.registry_host)
-    signing_key = SigningKey.load(signing_key_block) if signing_key_block else SigningKey()
-    docker_host = DockerHost.load(docker_host_block) if docker_host_block else DockerHost(base_url=settings.docker_host)
-    return registry, signing_key, docker_host  # type: ignore[return-value]
+    registry = load_or_default(OciRegistry, registry_block, OciRegistry(host=settings.registry_host))
+    signing_key = load_or_default(SigningKey, signing_key_block, SigningKey())
+    docker_host = load_or_default(DockerHost, docker_host_block, DockerHost(base_url=settings.docker_host))
+    return registry, signing_key, docker_host
 
 
 def _submit_quality(config: AppConfig, source: SourceInfo) -> list[PrefectFuture[Any]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from medianest_delivery.appconfig import AppConfig, Component
 from medianest_delivery.canary import split_weights
+from medianest_delivery.errors import StackError
 from medianest_delivery.haproxy import HAProxyRouter, RouterState, new_backend
 from medianest_delivery.prometheus import write_scrape_targets
 from medianest_delivery.runtime import ReplicaSpec, Runtime, wait_until_healthy
@@ -146,17 +147,44 @@ class EnvironmentController:
         return state
 
     def promote(self, component: str) -> str:
-        """The candidate slot becomes stable; the old stable slot stops taking traffic and is removed."""
+        """Flip roles: the candidate slot becomes stable and takes all traffic.
+
+        The previous stable slot keeps running at weight 0, so `revert` is an
+        instant switch back until `decommission` removes it.
+        """
         state = self.state()
         backend = state.backends[component]
         old, new = backend.stable_slot, other_slot(backend.stable_slot)
         backend.stable_slot = new
         backend.weights[new], backend.weights[old] = 100, 0
-        backend.active_replicas[old] = 0
+        self.router.apply(state, [component])
+        return new
+
+    def revert(self, component: str) -> str:
+        """Undo `promote`: the previous slot (still running) takes all traffic again; the new one goes."""
+        state = self.state()
+        backend = state.backends[component]
+        new, old = backend.stable_slot, other_slot(backend.stable_slot)
+        if not backend.active_replicas[old]:
+            raise StackError(f"{self.name}/{component}: nothing to revert to (slot {old} is decommissioned)")
+        backend.stable_slot = old
+        backend.weights[old], backend.weights[new] = 100, 0
+        backend.active_replicas[new] = 0
+        self.router.apply(state, [component])
+        self.runtime.remove(self.name, component, new)
+        self.write_app_targets()
+        return old
+
+    def decommission(self, component: str) -> None:
+        """Remove the previous stable slot once the rollout is final."""
+        state = self.state()
+        backend = state.backends[component]
+        old = other_slot(backend.stable_slot)
+        backend.weights[old], backend.active_replicas[old] = 0, 0
+        backend.slot_releases.pop(old, None)
         self.router.apply(state, [component])
         self.runtime.remove(self.name, component, old)
         self.write_app_targets()
-        return new
 
     def abort_candidate(self, component: str) -> None:
         """Weight 0 for the candidate, then tear it down: stable keeps serving alone."""
@@ -165,6 +193,7 @@ class EnvironmentController:
         candidate = other_slot(backend.stable_slot)
         backend.weights[candidate] = 0
         backend.active_replicas[candidate] = 0
+        backend.slot_releases.pop(candidate, None)
         if backend.active_replicas[backend.stable_slot]:
             backend.weights[backend.stable_slot] = 100
         self.router.apply(state, [component])

@@ -18,6 +18,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -37,6 +38,8 @@ class BackendState:
     weights: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SLOTS, 0))
     stable_slot: str = "a"
     health_path: str = "/health"
+    # What each slot runs (image by digest, version, extra env): reconcile restarts from this.
+    slot_releases: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def server_names(self, slot: str) -> list[str]:
         return [f"{slot}{i}" for i in range(len(self.slot_ports[slot]))]

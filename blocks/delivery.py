@@ -1,0 +1,26 @@
+"""Blocks for progressive delivery: where metrics and release history live."""
+
+from __future__ import annotations
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+
+class MetricsProvider(Block):
+    """The Prometheus that scrapes the environments (the local stack's by default)."""
+
+    _block_type_name = "MediaNest Metrics Provider"
+
+    url: str = Field(default="http://127.0.0.1:9090", description="Prometheus base URL")
+    timeout_seconds: float = Field(default=3.0, gt=0, description="per-query timeout")
+
+
+class ReleaseHistoryDatabase(Block):
+    """PostgreSQL holding every deploy, promotion, rollback and analysis measurement."""
+
+    _block_type_name = "MediaNest Release History"
+
+    dsn: SecretStr = Field(
+        default=SecretStr("postgresql://postgres@127.0.0.1:5432/medianest_delivery"),
+        description="libpq connection string",
+    )

@@ -1,0 +1,304 @@
+"""Flow `deliver`: stages 3 and 4, from a signed release manifest to production.
+
+verify signatures ─ staging: validate migrations ─ migrate ─ deploy ─ smoke ─ contract ─ performance
+  ─ approval (pause for input, or auto_approve) ─ production: reconcile ─ migrate
+  ─ per component in dependency order: canary (10/30/50/100 with analysis) or blue-green
+  ─ monitoring window ─ decommission previous slots
+any failure after production traffic moved: automatic rollback of every component moved so far
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.concurrency.sync import concurrency
+from prefect.context import get_run_context
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect_docker import DockerHost
+
+from blocks.delivery import MetricsProvider, ReleaseHistoryDatabase
+from blocks.loading import load_or_default
+from blocks.registry import OciRegistry
+from flows.strategies import ComponentOutcome, RolloutContext, monitor_promoted, rollout_blue_green, rollout_canary
+from medianest_delivery.appconfig import load_app_config
+from medianest_delivery.canary import CanaryThresholds
+from medianest_delivery.errors import DeliveryError, VerificationError
+from medianest_delivery.release import ReleaseManifest, load_release_manifest
+from medianest_delivery.settings import StackSettings
+from medianest_delivery.topology import release_order
+from tasks.rollout import controller, decommission, deploy_slot, promote, reconcile_environment, rollback, set_traffic
+from tasks.signing import verify_image
+from tasks.validation import (
+    contract_test,
+    migrate_database,
+    performance_check,
+    record_measurements,
+    record_release_event,
+    smoke_test,
+    validate_migrations,
+)
+
+DEFAULT_APP_CONFIG = str(Path(__file__).resolve().parent.parent / "examples" / "medianest" / "delivery.yaml")
+
+
+class RolloutFailed(DeliveryError, RuntimeError):
+    """Production was returned to the previous release (or frozen on it); the flow run fails with the reason."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class Approval(RunInput):
+    """What the approver enters in the Prefect UI to release to production."""
+
+    approved: bool = True
+    approver: str
+    comment: str = ""
+
+
+def verify_release(manifest: ReleaseManifest, registry_block: str | None) -> None:
+    """Refuse unsigned or tampered images before any container starts."""
+    base = load_or_default(OciRegistry, registry_block, OciRegistry(host=manifest.registry, namespace=""))
+    registry = OciRegistry(
+        host=manifest.registry, namespace="", username=base.username, password=base.password, insecure=base.insecure
+    )
+    if not manifest.public_key_pem:
+        raise VerificationError(f"release {manifest.version} carries no public key to verify against")
+    futures = [
+        verify_image.submit(
+            image.repository.split("/", 1)[1], image.digest, image.tags, manifest.public_key_pem, registry
+        )
+        for image in manifest.images
+    ]
+    for future in futures:
+        future.result()
+
+
+def deploy_directly(ctx: RolloutContext, component: str, image: str) -> None:
+    """Staging and first releases: start the new slot, switch all traffic, drop the old slot."""
+    env = controller(ctx.environment, ctx.app_config, ctx.docker_host)
+    slot = env.candidate_slot(component)
+    deploy_slot(
+        ctx.environment,
+        ctx.app_config,
+        component,
+        slot,
+        image,
+        ctx.version,
+        ctx.replicas,
+        ctx.extra_env,
+        ctx.health_deadline,
+        ctx.docker_host,
+    )
+    set_traffic(ctx.environment, ctx.app_config, component, 100, ctx.replicas, ctx.docker_host)
+    promote(ctx.environment, ctx.app_config, component, ctx.docker_host)
+    decommission(ctx.environment, ctx.app_config, component, ctx.docker_host)
+
+
+def has_stable(ctx: RolloutContext, component: str) -> bool:
+    env = controller(ctx.environment, ctx.app_config, ctx.docker_host)
+    backend = env.state().backends[component]
+    return backend.active_replicas[backend.stable_slot] > 0
+
+
+@flow(name="deliver", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+def deliver(
+    release_manifest: str,
+    strategy: Literal["canary", "blue-green"] = "canary",
+    environment: str = "production",
+    staging_environment: str | None = "staging",
+    auto_approve: bool = False,
+    approval_timeout_seconds: int = 3600,
+    canary_steps: list[int] | None = None,
+    replicas: int = 2,
+    analysis_interval_seconds: float = 2.0,
+    monitoring_seconds: float = 10.0,
+    health_deadline_seconds: float = 60.0,
+    thresholds: dict[str, Any] | None = None,
+    fault_injection: dict[str, str] | None = None,
+    performance_requests: int = 200,
+    performance_rate: float = 50.0,
+    contract_examples: int = 10,
+    app_config: str = DEFAULT_APP_CONFIG,
+    registry_block: str | None = None,
+    docker_host_block: str | None = None,
+    metrics_block: str | None = None,
+    history_block: str | None = None,
+) -> dict[str, Any]:
+    """Carry a signed release through staging, an approval and a progressive production rollout.
+
+    ``fault_injection`` adds environment variables to the new release's
+    containers (the sample app's error and latency knobs): a "bad" release for
+    drills, tests and the demo.
+    """
+    logger = get_run_logger()
+    settings = StackSettings()
+    manifest = load_release_manifest(release_manifest)
+    config = load_app_config(app_config)
+    if manifest.app != config.name:
+        raise DeliveryError(f"release is for app {manifest.app!r} but the app config describes {config.name!r}")
+    docker_host = load_or_default(DockerHost, docker_host_block, DockerHost(base_url=settings.docker_host))
+    metrics = load_or_default(MetricsProvider, metrics_block, MetricsProvider(url=settings.prometheus_url))
+    history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
+    run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    steps = canary_steps or [10, 30, 50, 100]
+    if sorted(steps) != steps or steps[-1] != 100 or steps[0] <= 0:
+        raise DeliveryError(f"canary steps {steps} must increase and end at 100")
+    limits = CanaryThresholds(**(thresholds or {}))
+    order = release_order(config.components)
+    images = {image.component: image.reference for image in manifest.images}
+    manifest_data = manifest.model_dump(mode="json", by_alias=True)
+
+    def context(env_name: str, count: int, extra: dict[str, str], compatible: bool) -> RolloutContext:
+        return RolloutContext(
+            env_name,
+            app_config,
+            manifest.version,
+            count,
+            extra,
+            limits,
+            analysis_interval_seconds,
+            health_deadline_seconds,
+            compatible,
+            docker_host,
+            metrics,
+            run_id,
+        )
+
+    # 1. verify signatures and attestations: nothing unsigned ever starts.
+    verify_release(manifest, registry_block)
+
+    # 2-6. staging.
+    if staging_environment:
+        validate_migrations(app_config, staging_environment)
+        migrate_database(app_config, staging_environment)
+        reconcile_environment(staging_environment, app_config, docker_host)
+        staging = context(staging_environment, 2, dict(fault_injection or {}), True)
+        for component in order:
+            if component.name in images:
+                deploy_directly(staging, component.name, images[component.name])
+        for component in order:
+            smoke_test(app_config, staging_environment, component.name)
+            contract_test(app_config, staging_environment, component.name, contract_examples)
+        first = order[0]
+        if first.smoke:
+            performance_check(
+                app_config,
+                staging_environment,
+                first.name,
+                manifest.version,
+                next((p for p in first.smoke if p.startswith("/api")), first.smoke[-1]),
+                performance_requests,
+                performance_rate,
+                history,
+            )
+
+    # 7. approval.
+    if not auto_approve:
+        answer = pause_flow_run(
+            wait_for_input=Approval.with_initial_data(
+                description=f"Release **{manifest.app} {manifest.version}** (`{manifest.git_sha[:12]}`) to "
+                f"**{environment}** by {strategy}?",
+                approver="",
+            ),
+            timeout=approval_timeout_seconds,
+        )
+        if not answer.approved:
+            record_release_event(
+                history,
+                environment,
+                manifest_data,
+                "failed",
+                strategy,
+                f"rejected by {answer.approver}: {answer.comment}",
+                run_id,
+            )
+            raise DeliveryError(f"release rejected by {answer.approver}: {answer.comment}")
+        approval = f"approved by {answer.approver}: {answer.comment}"
+    else:
+        approval = "auto-approved"
+    record_release_event(history, environment, manifest_data, "approved", strategy, approval, run_id)
+
+    # 8. production, one rollout per environment at a time.
+    outcomes: list[ComponentOutcome] = []
+    with concurrency(f"rollout-{environment}", occupy=1, strict=False):
+        reconcile_environment(environment, app_config, docker_host)
+        migration = migrate_database(app_config, environment)
+        production = context(environment, replicas, dict(fault_injection or {}), migration["backward_compatible"])
+        record_release_event(history, environment, manifest_data, "deploy-started", strategy, None, run_id)
+        failure: ComponentOutcome | None = None
+        for component in order:
+            if component.name not in images:
+                continue
+            if not has_stable(production, component.name):
+                deploy_directly(production, component.name, images[component.name])
+                outcomes.append(
+                    ComponentOutcome(component.name, "promoted", "first release", weights=[100], first_release=True)
+                )
+                continue
+            if strategy == "canary":
+                outcome = rollout_canary(production, component.name, images[component.name], steps)
+            else:
+                outcome = rollout_blue_green(production, component.name, images[component.name])
+            outcomes.append(outcome)
+            if outcome.action != "promoted":
+                failure = outcome
+                break
+        if failure is None:
+            for outcome in outcomes:
+                healthy, reason = monitor_promoted(production, outcome.component, monitoring_seconds)
+                if not healthy and not outcome.first_release:
+                    outcome.action, outcome.reason = "rolled-back", reason
+                    failure = outcome
+                    break
+        if failure is not None:
+            # Automatic rollback of everything this rollout moved, newest first.
+            for outcome in reversed(outcomes):
+                if outcome.first_release:
+                    continue
+                if outcome.promoted or outcome is failure:
+                    rollback(environment, app_config, outcome.component, outcome.promoted, docker_host)
+            failure.decided_at = failure.decided_at or time.time()
+            event = "frozen" if failure.action == "frozen" else "rolled-back"
+            record_release_event(
+                history, environment, manifest_data, event, strategy, f"{failure.component}: {failure.reason}", run_id
+            )
+        else:
+            for outcome in outcomes:
+                decommission(environment, app_config, outcome.component, docker_host)
+            record_release_event(history, environment, manifest_data, "promoted", strategy, approval, run_id)
+        for row in production.measurements:
+            row["app"] = manifest.app
+        record_measurements(history, "all", production.measurements, f"canary-analysis-{environment}")
+
+    summary = {
+        "app": manifest.app,
+        "version": manifest.version,
+        "environment": environment,
+        "strategy": strategy,
+        "approval": approval,
+        "outcome": "promoted" if failure is None else failure.action,
+        "reason": failure.reason if failure else "",
+        "components": [vars(o) for o in outcomes],
+        "measurements": len(production.measurements),
+    }
+    create_markdown_artifact(
+        key=f"rollout-{environment}",
+        markdown="\n".join(
+            [f"# {manifest.app} {manifest.version} → {environment} ({strategy}): **{summary['outcome']}**", ""]
+            + ([f"Reason: {summary['reason']}", ""] if summary["reason"] else [])
+            + ["| component | outcome | weights | reason |", "|---|---|---|---|"]
+            + [f"| {o.component} | {o.action} | {o.weights} | {o.reason} |" for o in outcomes]
+        ),
+    )
+    if failure is not None:
+        logger.error("rollout of %s %s: %s (%s)", manifest.app, manifest.version, failure.action, failure.reason)
+        raise RolloutFailed(f"{failure.action}: {failure.component}: {failure.reason}", summary)
+    return summary

@@ -1,0 +1,119 @@
+"""Canary analysis against Prometheus: the PromQL (pure) and one observation (I/O).
+
+Every failed query becomes an entry in ``StepObservation.errors`` with the
+resolved query kept beside it, so a person can see why each decision was made.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from medianest_delivery.canary import SliceCounts, StepObservation
+from medianest_delivery.prometheus import MetricsUnavailable, PrometheusClient
+
+# Probes and scrapes are not user traffic.
+USER_ROUTES = 'route!~"/health|/ready|/metrics"'
+
+
+@dataclass(frozen=True)
+class AnalysisScope:
+    environment: str
+    component: str
+    canary_slot: str
+    stable_slot: str
+
+    def selector(self, slot: str, extra: str = "") -> str:
+        parts = [f'env="{self.environment}"', f'component="{self.component}"', f'slot="{slot}"', USER_ROUTES]
+        if extra:
+            parts.append(extra)
+        return "{" + ", ".join(parts) + "}"
+
+
+def requests_query(scope: AnalysisScope, slot: str, errors_only: bool) -> str:
+    extra = 'status=~"5.."' if errors_only else ""
+    return f"sum(http_requests_total{scope.selector(slot, extra)})"
+
+
+def p95_query(scope: AnalysisScope, window_seconds: int) -> str:
+    return (
+        "histogram_quantile(0.95, sum by (le) "
+        f"(increase(http_request_duration_seconds_bucket{scope.selector(scope.canary_slot)}[{window_seconds}s])))"
+    )
+
+
+def latency_series_query(scope: AnalysisScope, slot: str) -> str:
+    """Mean latency per 3 s window, sampled every second: the series Mann-Whitney compares."""
+    selector = scope.selector(slot)
+    return (
+        f"sum(rate(http_request_duration_seconds_sum{selector}[3s]))"
+        f" / sum(rate(http_request_duration_seconds_count{selector}[3s]))"
+    )
+
+
+def alerts_query(environment: str) -> str:
+    return f'ALERTS{{alertstate="firing", severity="critical", env="{environment}"}}'
+
+
+def _scalar(client: PrometheusClient, expr: str, at: float | None) -> float:
+    samples = client.query(expr, at)
+    return samples[0].value if samples else 0.0  # no series yet = nothing counted
+
+
+def _counts(client: PrometheusClient, scope: AnalysisScope, slot: str, since: float, now: float) -> SliceCounts:
+    total = _scalar(client, requests_query(scope, slot, False), now) - _scalar(
+        client, requests_query(scope, slot, False), since
+    )
+    errors = _scalar(client, requests_query(scope, slot, True), now) - _scalar(
+        client, requests_query(scope, slot, True), since
+    )
+    return SliceCounts(max(0, round(total)), max(0, round(errors)))
+
+
+def observe_step(
+    client: PrometheusClient, scope: AnalysisScope, since: float, now: float | None = None
+) -> StepObservation:
+    """Measure canary and stable between ``since`` and ``now`` (unix seconds). Never raises on query failure."""
+    now = time.time() if now is None else now
+    window = max(2, math.ceil(now - since))
+    queries = {
+        "error-rate": f"{requests_query(scope, scope.canary_slot, True)} / {requests_query(scope, scope.canary_slot, False)} (delta over {window}s)",
+        "p95-latency": p95_query(scope, window),
+        "latency-vs-stable": f"{latency_series_query(scope, scope.canary_slot)} vs stable slot {scope.stable_slot}",
+        "critical-alerts": alerts_query(scope.environment),
+    }
+    errors: dict[str, str] = {}
+    canary = stable = None
+    p95 = None
+    canary_series = stable_series = None
+    alerts = None
+    try:
+        canary = _counts(client, scope, scope.canary_slot, since, now)
+        stable = _counts(client, scope, scope.stable_slot, since, now)
+    except MetricsUnavailable as exc:
+        errors["error-rate"] = errors["error-vs-stable"] = str(exc)
+    try:
+        samples = client.query(p95_query(scope, window), now)
+        p95 = samples[0].value if samples else None
+        if p95 is None:
+            errors["p95-latency"] = "no latency samples for the canary yet"
+    except MetricsUnavailable as exc:
+        errors["p95-latency"] = str(exc)
+    try:
+        canary_series = _flatten(client.query_range(latency_series_query(scope, scope.canary_slot), since, now, 1))
+        stable_series = _flatten(client.query_range(latency_series_query(scope, scope.stable_slot), since, now, 1))
+    except MetricsUnavailable as exc:
+        errors["latency-vs-stable"] = str(exc)
+    try:
+        alerts = sorted({s.labels.get("alertname", "?") for s in client.query(alerts_query(scope.environment), now)})
+    except MetricsUnavailable as exc:
+        errors["critical-alerts"] = str(exc)
+    return StepObservation(canary, stable, p95, canary_series, stable_series, alerts, queries, errors)
+
+
+def _flatten(series: dict[str, list[float]]) -> list[float]:
+    values: list[float] = []
+    for points in series.values():
+        values.extend(points)
+    return values

@@ -1,0 +1,150 @@
+"""Rollout tasks: deploy a slot, move traffic, assess a canary step, promote, roll back, reconcile."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+from prefect import task
+from prefect.logging import get_run_logger
+from prefect_docker import DockerHost
+
+from blocks.delivery import MetricsProvider
+from medianest_delivery.analysis import AnalysisScope, observe_step
+from medianest_delivery.appconfig import load_app_config
+from medianest_delivery.canary import CanaryThresholds, assess_canary_step
+from medianest_delivery.environment import EnvironmentController, SlotRelease
+from medianest_delivery.errors import StackError
+from medianest_delivery.prometheus import PrometheusClient
+from medianest_delivery.runtime import DockerRuntime
+from medianest_delivery.settings import StackSettings
+from medianest_delivery.topology import other_slot
+
+
+def controller(environment: str, app_config: str, docker_host: DockerHost) -> EnvironmentController:
+    return EnvironmentController(
+        environment, load_app_config(app_config), DockerRuntime(docker_host.get_client()), StackSettings()
+    )
+
+
+@task(name="reconcile-environment", task_run_name="reconcile: {environment}")
+def reconcile_environment(environment: str, app_config: str, docker_host: DockerHost) -> list[str]:
+    """Bring router and replicas back to the recorded state after a crash or restart.
+
+    A candidate slot that still holds traffic means a rollout died midway: it is
+    taken out (weight 0, replicas removed) and reported, never promoted. Stable
+    replicas that are missing are started again from the recorded release.
+    """
+    env = controller(environment, app_config, docker_host)
+    state = env.ensure_router()
+    actions: list[str] = []
+    running = {r.name for r in env.runtime.list(environment) if r.running}
+    for name, backend in state.backends.items():
+        candidate = other_slot(backend.stable_slot)
+        if backend.active_replicas[candidate] or backend.weights[candidate]:
+            env.abort_candidate(name)
+            actions.append(f"{name}: interrupted rollout in slot {candidate} rolled back")
+        release = backend.slot_releases.get(backend.stable_slot)
+        replicas = backend.active_replicas[backend.stable_slot]
+        if release and replicas:
+            expected = [f"mn-{environment}-{name}-{backend.stable_slot}{i}" for i in range(replicas)]
+            if any(e not in running for e in expected):
+                slot_release = SlotRelease(name, backend.stable_slot, release["image"], release["version"], replicas)
+                specs = env.start_slot(slot_release, release.get("extra_env", {}))
+                failures = env.wait_healthy(specs, 60)
+                if failures:
+                    raise StackError(f"{environment}/{name}: stable replicas did not come back: {failures}")
+                actions.append(f"{name}: restarted missing stable replicas of {release['version']}")
+    env.router.apply(env.state())
+    for action in actions:
+        get_run_logger().warning(action)
+    return actions
+
+
+@task(name="deploy-slot", task_run_name="deploy: {environment}/{component} slot {slot}")
+def deploy_slot(
+    environment: str,
+    app_config: str,
+    component: str,
+    slot: str,
+    image: str,
+    version: str,
+    replicas: int,
+    extra_env: dict[str, str],
+    health_deadline_seconds: float,
+    docker_host: DockerHost,
+) -> list[str]:
+    """Start the release's replicas (not yet routed) and wait for /health and /ready."""
+    env = controller(environment, app_config, docker_host)
+    env.ensure_router()
+    state = env.state()
+    state.backends[component].slot_releases[slot] = {"image": image, "version": version, "extra_env": extra_env}
+    env.router.save_state(state)
+    specs = env.start_slot(SlotRelease(component, slot, image, version, replicas), extra_env)
+    failures = env.wait_healthy(specs, health_deadline_seconds)
+    if failures:
+        logs = "\n".join(env.runtime.logs(s.name, 10) for s in specs)
+        env.runtime.remove(environment, component, slot)
+        env.write_app_targets()
+        raise StackError(
+            f"{environment}/{component} {version} not healthy within {health_deadline_seconds:.0f}s: {failures}\n{logs}"
+        )
+    return [s.url for s in specs]
+
+
+@task(name="set-traffic", task_run_name="traffic: {environment}/{component} {percent}% to candidate")
+def set_traffic(
+    environment: str, app_config: str, component: str, percent: int, replicas: int, docker_host: DockerHost
+) -> dict[str, Any]:
+    env = controller(environment, app_config, docker_host)
+    state = env.set_weights(component, percent, replicas)
+    backend = state.backends[component]
+    return {"weights": dict(backend.weights), "stable_slot": backend.stable_slot, "at": time.time()}
+
+
+@task(name="promote", task_run_name="promote: {environment}/{component}")
+def promote(environment: str, app_config: str, component: str, docker_host: DockerHost) -> str:
+    """The candidate slot becomes stable; the previous stable slot is decommissioned."""
+    return controller(environment, app_config, docker_host).promote(component)
+
+
+@task(name="rollback", task_run_name="rollback: {environment}/{component}")
+def rollback(environment: str, app_config: str, component: str, promoted: bool, docker_host: DockerHost) -> None:
+    """Back to the previous release: abort the candidate, or switch back if it was already promoted."""
+    env = controller(environment, app_config, docker_host)
+    if promoted:
+        env.revert(component)
+    else:
+        env.abort_candidate(component)
+
+
+@task(name="decommission", task_run_name="decommission: {environment}/{component} previous slot")
+def decommission(environment: str, app_config: str, component: str, docker_host: DockerHost) -> None:
+    controller(environment, app_config, docker_host).decommission(component)
+
+
+@task(name="assess-canary-step", task_run_name="analysis: {environment}/{component} step {step} #{analysis}")
+def assess_canary(
+    environment: str,
+    component: str,
+    canary_slot: str,
+    since: float,
+    step: int,
+    analysis: int,
+    thresholds: dict[str, Any],
+    metrics: MetricsProvider,
+) -> dict[str, Any]:
+    """One analysis: query Prometheus, judge, return every measurement with its resolved query."""
+    scope = AnalysisScope(environment, component, canary_slot, other_slot(canary_slot))
+    observation = observe_step(PrometheusClient(metrics.url, metrics.timeout_seconds), scope, since)
+    decision = assess_canary_step(observation, CanaryThresholds(**thresholds))
+    logger = get_run_logger()
+    for m in decision.measurements:
+        logger.info("%s %s: %s (%s) %s", component, m.metric, m.phase.value, m.threshold, m.message)
+    return {
+        "phase": decision.phase.value,
+        "reasons": decision.reasons,
+        "measurements": [{**asdict(m), "phase": m.phase.value} for m in decision.measurements],
+        "canary_requests": observation.canary.requests if observation.canary else None,
+    }
