@@ -73,6 +73,7 @@ def test_create_list_get_media() -> None:
     assert app(Request("DELETE", "/api/media"))[1].status == 405
     assert app(Request("GET", "/api/unknown"))[1].status == 404
     assert app(Request("GET", "/nope"))[1].status == 404
+    assert app(Request("TRACE", "/health"))[1].status == 405
 
 
 @pytest.mark.parametrize(
@@ -82,6 +83,7 @@ def test_create_list_get_media() -> None:
         ("empty title", b'{"title": "", "kind": "movie"}', "title"),
         ("bad kind", b'{"title": "x", "kind": "book"}', "kind must be one of"),
         ("not json", b"{", "not JSON"),
+        ("not utf-8", b"\xff", "not JSON"),
     ],
 )
 def test_invalid_media_is_rejected(name: str, payload: bytes, message: str) -> None:

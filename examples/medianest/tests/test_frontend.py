@@ -45,3 +45,4 @@ def test_other_routes() -> None:
     assert b"2.0.0" in app(Request("GET", "/version"))[1].body
     assert app(Request("GET", "/metrics"))[1].status == 200
     assert app(Request("GET", "/missing"))[1].status == 404
+    assert app(Request("POST", "/"))[1].status == 405

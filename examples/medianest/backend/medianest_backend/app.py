@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medianest_backend.store import VALID_KINDS, MediaStore
-from medianest_shared.http import BadRequest, Request, Response
+from medianest_shared.http import BadRequest, Request, Response, method_not_allowed
 from medianest_shared.metrics import ServiceMetrics
 from medianest_shared.settings import ServiceSettings
 
@@ -35,6 +35,8 @@ class BackendApp:
 
     def __call__(self, request: Request) -> tuple[str, Response]:
         path = request.path.split("?", 1)[0]
+        if request.method != "GET" and not path.startswith("/api/"):
+            return method_not_allowed(request.method)
         if path == "/health":
             return path, Response.json(200, {"status": "ok"})
         if path == "/ready":

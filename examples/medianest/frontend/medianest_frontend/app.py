@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.request import urlopen
 
-from medianest_shared.http import Request, Response
+from medianest_shared.http import Request, Response, method_not_allowed
 from medianest_shared.metrics import ServiceMetrics
 from medianest_shared.settings import ServiceSettings
 
@@ -42,6 +42,8 @@ class FrontendApp:
 
     def __call__(self, request: Request) -> tuple[str, Response]:
         path = request.path.split("?", 1)[0]
+        if request.method != "GET":
+            return method_not_allowed(request.method)
         if path == "/health":
             return path, Response.json(200, {"status": "ok"})
         if path == "/ready":

@@ -21,8 +21,8 @@ class Request:
     def json(self) -> Any:
         try:
             return json.loads(self.body or b"null")
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"body is not JSON: {exc.msg}") from exc
+        except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for non-UTF-8 bytes
+            raise BadRequest(f"body is not JSON: {exc}") from exc
 
 
 @dataclass
@@ -35,6 +35,10 @@ class Response:
     @classmethod
     def json(cls, status: int, payload: Any) -> Response:
         return cls(status, json.dumps(payload).encode())
+
+
+def method_not_allowed(method: str) -> tuple[str, Response]:
+    return "method-not-allowed", Response.json(405, {"error": f"{method} not allowed"})
 
 
 class BadRequest(ValueError):
@@ -73,7 +77,9 @@ def make_handler(app: App, metrics: ServiceMetrics, version: str) -> type[BaseHT
                     version, route, self.command, response.status, time.perf_counter() - started
                 )
 
-        do_GET = do_POST = do_PUT = do_DELETE = _serve
+        # Every method reaches the app, which answers 405 where a route does not take it
+        # (http.server's default for unknown methods is a 501 server error).
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_HEAD = _serve
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
             pass  # access logs go to metrics; stdout stays quiet under load
