@@ -52,6 +52,9 @@ def test_handler_serves_and_counts() -> None:
         with urllib.request.urlopen(req) as reply:
             assert reply.headers["X-MediaNest-Version"] == "9.9"
             assert json.loads(reply.read()) == {"method": "POST", "body": {"a": 1}}
+        weird = urllib.request.Request(f"{base}/echo", method="QUERY")
+        with urllib.request.urlopen(weird) as reply:
+            assert json.loads(reply.read())["method"] == "QUERY"
         for path, status in (("/boom", 500), ("/bad", 400)):
             with pytest.raises(urllib.error.HTTPError) as err:
                 urllib.request.urlopen(f"{base}{path}")

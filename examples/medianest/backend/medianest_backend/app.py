@@ -82,7 +82,9 @@ class BackendApp:
             return route, Response.json(200, {"items": self.store.list_media(limit=100)})
         if path == "/api/media" and request.method == "POST":
             return route, Response.json(201, self.store.add_media(*validate_new_media(request)))
-        return route, Response.json(405 if path == "/api/media" else 404, {"error": "unsupported"})
+        if match or path == "/api/media":
+            return method_not_allowed(request.method)
+        return route, Response.json(404, {"error": f"no route {path}"})
 
 
 def validate_new_media(request: Request) -> tuple[str, str]:

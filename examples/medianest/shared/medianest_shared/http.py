@@ -77,9 +77,12 @@ def make_handler(app: App, metrics: ServiceMetrics, version: str) -> type[BaseHT
                     version, route, self.command, response.status, time.perf_counter() - started
                 )
 
-        # Every method reaches the app, which answers 405 where a route does not take it
-        # (http.server's default for unknown methods is a 501 server error).
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_HEAD = _serve
+        def __getattr__(self, name: str) -> Any:
+            # Every method (TRACE, QUERY, ...) reaches the app, which answers 405 where a
+            # route does not take it; http.server's default for unknown methods is a 501.
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
             pass  # access logs go to metrics; stdout stays quiet under load
