@@ -254,8 +254,9 @@ def build_and_publish(
             signing_key,
             wait_for=[attached],
         )
+        # Only the version tag is immutable: the commit tag moves when one commit is released twice.
         verifications[c.name] = verify_image.submit(
-            registry.repository(c.name), digest, tags, public_key, registry, wait_for=[signatures[c.name]]
+            registry.repository(c.name), digest, [version_tag], public_key, registry, wait_for=[signatures[c.name]]
         )
     verified = {name: future.result() for name, future in verifications.items()}
 

@@ -29,6 +29,7 @@ from flows.strategies import ComponentOutcome, RolloutContext, monitor_promoted,
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.canary import CanaryThresholds
 from medianest_delivery.errors import DeliveryError, VerificationError
+from medianest_delivery.refs import tag_from_version
 from medianest_delivery.release import ReleaseManifest, load_release_manifest
 from medianest_delivery.settings import StackSettings
 from medianest_delivery.topology import release_order
@@ -71,9 +72,10 @@ def verify_release(manifest: ReleaseManifest, registry_block: str | None) -> Non
     )
     if not manifest.public_key_pem:
         raise VerificationError(f"release {manifest.version} carries no public key to verify against")
+    version_tag = tag_from_version(manifest.version)  # immutable; the commit tag may move
     futures = [
         verify_image.submit(
-            image.repository.split("/", 1)[1], image.digest, image.tags, manifest.public_key_pem, registry
+            image.repository.split("/", 1)[1], image.digest, [version_tag], manifest.public_key_pem, registry
         )
         for image in manifest.images
     ]

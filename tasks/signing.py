@@ -227,7 +227,7 @@ def verify_image(
     registry: OciRegistry,
     required_predicates: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Check signature, attestations and tags of one image; raise on any mismatch."""
+    """Check signature, attestations and that each immutable tag still points at the digest; raise on any mismatch."""
     key = load_public_key(public_key_pem.encode())
     name = f"{registry.host}/{repository}"
     with registry.get_client() as client:

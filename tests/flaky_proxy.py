@@ -1,4 +1,4 @@
-"""A loopback HTTP proxy that answers 503 to the first N requests, then forwards."""
+"""A loopback HTTP proxy that answers 503 to the first N requests, then forwards, until broken."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 
 
-class FlakyRegistryProxy:
+class FlakyProxy:
     def __init__(self, upstream: str, failures: int) -> None:
         self.upstream = upstream
         self.failures_left = failures
         self.failed = 0
         self.forwarded = 0
+        self.broken = False  # set to answer 503 to everything from now on
         self.lock = threading.Lock()
         proxy = self
 
@@ -22,9 +23,9 @@ class FlakyRegistryProxy:
 
             def _handle(self) -> None:
                 with proxy.lock:
-                    fail = proxy.failures_left > 0
+                    fail = proxy.failures_left > 0 or proxy.broken
                     if fail:
-                        proxy.failures_left -= 1
+                        proxy.failures_left = max(0, proxy.failures_left - 1)
                         proxy.failed += 1
                     else:
                         proxy.forwarded += 1
@@ -59,7 +60,7 @@ class FlakyRegistryProxy:
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> FlakyRegistryProxy:
+    def __enter__(self) -> FlakyProxy:
         self.thread.start()
         return self
 

@@ -15,7 +15,7 @@ from medianest_delivery.errors import RegistryError
 from medianest_delivery.oci import RegistryClient
 from medianest_delivery.settings import StackSettings
 from tasks.signing import attach_sbom
-from tests.flaky_proxy import FlakyRegistryProxy
+from tests.flaky_proxy import FlakyProxy
 
 pytestmark = pytest.mark.integration
 DIGEST = "sha256:" + "12" * 32
@@ -49,7 +49,7 @@ def test_attach_survives_a_registry_that_fails_twice(
     sbom.write_text(json.dumps({"bomFormat": "CycloneDX"}))
     repo = f"it-{uuid.uuid4().hex[:8]}/flaky"
 
-    with FlakyRegistryProxy(local_stack.registry_host, failures=2) as proxy:
+    with FlakyProxy(local_stack.registry_host, failures=2) as proxy:
         registry = OciRegistry(host=proxy.address, namespace="")
 
         @flow

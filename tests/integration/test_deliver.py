@@ -1,0 +1,290 @@
+"""deliver on real Docker, HAProxy, Prometheus and PostgreSQL, with a bounded load on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+from prefect.settings import PREFECT_API_URL
+
+from blocks.delivery import MetricsProvider
+from blocks.registry import OciRegistry
+from blocks.signing import SigningKey
+from flows.build_and_publish import build_and_publish
+from flows.deliver import RolloutFailed, deliver
+from medianest_delivery.errors import VerificationError
+from medianest_delivery.history import ReleaseHistory
+from medianest_delivery.loadgen import LoadGenerator, LoadReport
+from medianest_delivery.migrations import drop_database
+from medianest_delivery.release import ReleaseManifest
+from medianest_delivery.runtime import DockerRuntime
+from medianest_delivery.settings import StackSettings
+from medianest_delivery.topology import environment_plan
+from tasks.rollout import controller
+from tests.flaky_proxy import FlakyProxy
+
+pytestmark = pytest.mark.integration
+FAST = {"min_requests": 20}
+
+
+@pytest.fixture(scope="module")
+def releases(
+    local_stack: StackSettings, prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Two signed releases (1.0.0 and 1.1.0) of the sample app, as manifest files."""
+    from medianest_delivery.stack import stack_up
+
+    stack_up(local_stack, {"prometheus"})
+    tmp = tmp_path_factory.mktemp("deliver")
+    suffix = uuid.uuid4().hex[:6]
+    OciRegistry(host=local_stack.registry_host, namespace=f"dl-{suffix}").save(f"dl-{suffix}")
+    SigningKey(key_dir=str(tmp / "keys")).save(f"dl-{suffix}")
+    paths = {}
+    for version in ("1.0.0", "1.1.0"):
+        manifest = build_and_publish(
+            registry_block=f"dl-{suffix}", signing_key_block=f"dl-{suffix}", version=version, releases_dir=str(tmp)
+        )
+        path = tmp / f"{version}.json"
+        path.write_text(manifest.to_json())
+        paths[version] = path
+    return paths
+
+
+@pytest.fixture
+def environment(local_stack: StackSettings, releases: dict[str, Path]) -> Iterator[str]:
+    """A preview environment of its own, running release 1.0.0; torn down afterwards."""
+    name = f"preview-it{uuid.uuid4().hex[:6]}"
+    run_deliver(releases["1.0.0"], name)
+    yield name
+    from tests.helpers import SAMPLE_APP
+
+    env = controller(name, str(SAMPLE_APP / "delivery.yaml"), docker_host())
+    env.tear_down()
+    drop_database(env.database_url())
+
+
+def docker_host() -> Any:
+    from prefect_docker import DockerHost
+
+    return DockerHost(base_url=StackSettings().docker_host)
+
+
+def run_deliver(manifest: Path, environment: str, **kwargs: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "release_manifest": str(manifest),
+        "environment": environment,
+        "staging_environment": None,
+        "auto_approve": True,
+        "thresholds": FAST,
+        "monitoring_seconds": 4,
+        "canary_steps": [50, 100],
+    }
+    return deliver(**{**params, **kwargs})
+
+
+def router(environment: str, component_index: int = 0) -> str:
+    return f"http://127.0.0.1:{environment_plan(environment).router_port(component_index)}"
+
+
+def history_events(environment: str) -> list[tuple[str, str]]:
+    return [(e.event, e.version) for e in ReleaseHistory(StackSettings().history_dsn).events(environment)]
+
+
+def loads(environment: str, rate: float = 100, seconds: float = 240) -> tuple[LoadGenerator, LoadGenerator]:
+    backend = LoadGenerator(f"{router(environment, 0)}/api/media", rate, int(rate * seconds), seconds).start()
+    frontend = LoadGenerator(f"{router(environment, 1)}/", 20, int(20 * seconds), seconds).start()
+    return backend, frontend
+
+
+def test_good_release_goes_10_to_100_and_is_promoted(environment: str, releases: dict[str, Path]) -> None:
+    backend, frontend = loads(environment)
+    try:
+        summary = run_deliver(releases["1.1.0"], environment, canary_steps=[10, 30, 50, 100])
+    finally:
+        seen: LoadReport = backend.stop()
+        frontend.stop()
+    assert summary["outcome"] == "promoted"
+    assert [c["weights"] for c in summary["components"]] == [[10, 30, 50, 100], [10, 30, 50, 100]]
+    assert seen.failed == 0
+    assert set(seen.by_version()) == {"1.0.0", "1.1.0"}
+    assert httpx.get(f"{router(environment)}/version").json()["version"] == "1.1.0"
+    assert history_events(environment)[-1] == ("promoted", "1.1.0")
+    replicas = DockerRuntime(docker.DockerClient(base_url=StackSettings().docker_host)).list(environment)
+    assert {r.version for r in replicas} == {"1.1.0"}, "previous slot decommissioned"
+
+
+def test_bad_release_rolls_back_and_clients_only_saw_the_canary_share(
+    environment: str, releases: dict[str, Path]
+) -> None:
+    backend, frontend = loads(environment)
+    time.sleep(2)
+    try:
+        with pytest.raises(RolloutFailed, match="error-rate") as failure:
+            run_deliver(
+                releases["1.1.0"],
+                environment,
+                canary_steps=[10, 50, 100],
+                fault_injection={"MEDIANEST_ERROR_RATE": "0.5"},
+            )
+    finally:
+        time.sleep(2)
+        seen = backend.stop()
+        frontend.stop()
+    summary = failure.value.summary
+    assert summary["outcome"] == "rolled-back"
+    assert summary["components"][0]["weights"] == [10]
+    canary = seen.by_version().get("1.1.0", {})
+    assert canary.get("failed", 0) > 0
+    assert seen.by_version()["1.0.0"].get("failed", 0) == 0  # stable never failed
+    # Failures are bounded by the canary's share (10%) of the requests sent while it had traffic.
+    first = summary["components"][0]["first_traffic_at"]
+    decided = summary["components"][0]["decided_at"]
+    assert decided - first < 30
+    canary_requests = sum(canary.values())
+    window_requests = len([o for o in seen.outcomes if o.version])  # everything answered
+    assert seen.failed <= canary_requests
+    assert canary_requests <= 0.2 * window_requests
+    assert httpx.get(f"{router(environment)}/version").json()["version"] == "1.0.0"
+    assert history_events(environment)[-1] == ("rolled-back", "1.1.0")
+    rows = query_rows(f"SELECT metric, query FROM analysis_measurements WHERE environment = '{environment}'")  # noqa: S608
+    assert len(rows) >= 5
+    assert any(metric == "error-rate" and "http_requests_total" in query for metric, query in rows)
+
+
+def query_rows(query: str) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(StackSettings().history_dsn) as conn:
+        return list(conn.execute(query.encode()).fetchall())
+
+
+def test_slow_release_fails_on_latency(environment: str, releases: dict[str, Path]) -> None:
+    backend, frontend = loads(environment)
+    try:
+        with pytest.raises(RolloutFailed, match=r"p95-latency|latency-vs-stable") as failure:
+            run_deliver(releases["1.1.0"], environment, fault_injection={"MEDIANEST_EXTRA_LATENCY_MS": "300"})
+    finally:
+        backend.stop()
+        frontend.stop()
+    assert failure.value.summary["components"][0]["component"] == "backend"
+    assert httpx.get(f"{router(environment)}/version").json()["version"] == "1.0.0"
+
+
+def test_blue_green_switch_under_load_drops_nothing(environment: str, releases: dict[str, Path]) -> None:
+    backend, frontend = loads(environment, rate=300, seconds=120)
+    time.sleep(2)
+    try:
+        summary = run_deliver(releases["1.1.0"], environment, strategy="blue-green")
+        time.sleep(2)
+    finally:
+        seen = backend.stop()
+        front = frontend.stop()
+    assert summary["outcome"] == "promoted"
+    assert seen.failed == 0, f"{seen.failed} of {seen.total} failed"
+    assert front.failed == 0
+    assert set(seen.by_version()) == {"1.0.0", "1.1.0"}
+    assert seen.total > 1000
+
+
+def test_unsigned_image_is_refused_before_any_container_starts(
+    releases: dict[str, Path], local_stack: StackSettings, tmp_path: Path
+) -> None:
+    manifest = ReleaseManifest.model_validate(json.loads(releases["1.1.0"].read_text()))
+    client = docker.DockerClient(base_url=local_stack.docker_host)
+    unsigned_repo = manifest.images[0].repository
+    client.images.get(local_stack.base_image).tag(unsigned_repo, "unsigned")
+    pushed = [e for e in client.images.push(unsigned_repo, "unsigned", stream=True, decode=True) if "aux" in e]
+    manifest.images[0].digest = pushed[-1]["aux"]["Digest"]
+    forged = tmp_path / "unsigned.json"
+    forged.write_text(manifest.to_json())
+    name = f"preview-it{uuid.uuid4().hex[:6]}"
+    with pytest.raises(VerificationError, match="no signature found"):
+        run_deliver(forged, name)
+    assert client.containers.list(all=True, filters={"label": f"dev.medianest.delivery.environment={name}"}) == []
+    assert not (local_stack.routers_dir / name).exists()
+
+
+def test_prometheus_lost_mid_analysis_never_promotes(
+    environment: str, releases: dict[str, Path], local_stack: StackSettings
+) -> None:
+    backend, frontend = loads(environment)
+    with FlakyProxy(f"127.0.0.1:{local_stack.prometheus_port}", failures=0) as proxy:
+        MetricsProvider(url=f"http://{proxy.address}").save("flaky-prometheus", overwrite=True)
+
+        def cut_when_analysing() -> None:
+            while proxy.forwarded < 5:
+                time.sleep(0.1)
+            proxy.broken = True
+
+        import threading
+
+        threading.Thread(target=cut_when_analysing, daemon=True).start()
+        try:
+            with pytest.raises(RolloutFailed) as failure:
+                run_deliver(
+                    releases["1.1.0"],
+                    environment,
+                    canary_steps=[10, 100],
+                    metrics_block="flaky-prometheus",
+                    thresholds={"min_requests": 100000},
+                )
+        finally:
+            backend.stop()
+            frontend.stop()
+    assert failure.value.summary["outcome"] == "rolled-back"
+    assert "prometheus answered 503" in failure.value.summary["reason"]
+    assert httpx.get(f"{router(environment)}/version").json()["version"] == "1.0.0"
+
+
+def test_flow_killed_mid_canary_converges_on_rerun(environment: str, releases: dict[str, Path], tmp_path: Path) -> None:
+    """SIGKILL the flow while the canary has traffic; the next run reconciles, then delivers."""
+    backend, frontend = loads(environment)
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\nfrom flows.deliver import deliver\n"
+        f"deliver(release_manifest={str(releases['1.1.0'])!r}, environment={environment!r}, staging_environment=None,"
+        " auto_approve=True, canary_steps=[10, 100], thresholds={'min_requests': 100000, 'max_inconclusive': 1000})\n"
+    )
+    env_vars = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    process = subprocess.Popen(
+        [sys.executable, str(script)], env=env_vars, cwd=str(Path(__file__).parents[2]), start_new_session=True
+    )
+    env = controller(environment, str(Path(__file__).parents[2] / "examples/medianest/delivery.yaml"), docker_host())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        backend_state = env.state().backends["backend"]
+        candidate = "b" if backend_state.stable_slot == "a" else "a"
+        if backend_state.weights[candidate] > 0:
+            break
+        time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("canary never received traffic")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    try:
+        summary = run_deliver(releases["1.1.0"], environment)
+    finally:
+        seen = backend.stop()
+        frontend.stop()
+    assert summary["outcome"] == "promoted"
+    state = env.state().backends["backend"]
+    live = env.router.server_weights()
+    stable = state.stable_slot
+    assert live[f"be_backend/{stable}0"] == 100
+    assert all(
+        w == 0 for k, w in live.items() if k.startswith("be_backend/") and not k.endswith(("a0", "a1", "b0", "b1"))
+    )
+    assert {r.version for r in env.runtime.list(environment)} == {"1.1.0"}
+    assert seen.by_version()["1.0.0"].get("failed", 0) == 0
