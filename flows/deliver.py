@@ -33,7 +33,16 @@ from medianest_delivery.refs import tag_from_version
 from medianest_delivery.release import ReleaseManifest, load_release_manifest
 from medianest_delivery.settings import StackSettings
 from medianest_delivery.topology import release_order
-from tasks.rollout import controller, decommission, deploy_slot, promote, reconcile_environment, rollback, set_traffic
+from tasks.rollout import (
+    controller,
+    decommission,
+    deploy_slot,
+    prepare_rollout_lock,
+    promote,
+    reconcile_environment,
+    rollback,
+    set_traffic,
+)
 from tasks.signing import verify_image
 from tasks.validation import (
     contract_test,
@@ -133,6 +142,7 @@ def deliver(
     docker_host_block: str | None = None,
     metrics_block: str | None = None,
     history_block: str | None = None,
+    supersede: bool = False,
 ) -> dict[str, Any]:
     """Carry a signed release through staging, an approval and a progressive production rollout.
 
@@ -230,7 +240,9 @@ def deliver(
 
     # 8. production, one rollout per environment at a time.
     outcomes: list[ComponentOutcome] = []
-    with concurrency(f"rollout-{environment}", occupy=1, strict=False):
+    lock = prepare_rollout_lock(environment, run_id, supersede)
+    # A 60 s lease (the server minimum), renewed while this run lives: a killed rollout frees the environment soon.
+    with concurrency(lock, occupy=1, strict=True, lease_duration=60):
         reconcile_environment(environment, app_config, docker_host)
         migration = migrate_database(app_config, environment)
         production = context(environment, replicas, dict(fault_injection or {}), migration["backward_compatible"])

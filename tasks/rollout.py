@@ -148,3 +148,41 @@ def assess_canary(
         "measurements": [{**asdict(m), "phase": m.phase.value} for m in decision.measurements],
         "canary_requests": observation.canary.requests if observation.canary else None,
     }
+
+
+@task(name="claim-environment", task_run_name="claim: {environment}")
+def prepare_rollout_lock(environment: str, flow_run_id: str, supersede: bool) -> str:
+    """Make sure the environment's concurrency limit (1) exists; optionally cancel rollouts in progress.
+
+    Without ``supersede`` a newer release queues behind the running one; with it
+    the running rollouts of this environment are cancelled first (their next
+    run reconciles whatever they left).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelling
+
+    name = f"rollout-{environment}"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+        if supersede:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["deliver"])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PAUSED]))
+                ),
+            )
+            for run in runs:
+                if str(run.id) != flow_run_id and run.parameters.get("environment") == environment:
+                    client.set_flow_run_state(
+                        run.id, Cancelling(message=f"superseded by flow run {flow_run_id}"), force=True
+                    )
+                    get_run_logger().warning("superseded rollout %s (%s)", run.name, run.id)
+    return name

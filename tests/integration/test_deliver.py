@@ -61,17 +61,37 @@ def releases(
     return paths
 
 
-@pytest.fixture
-def environment(local_stack: StackSettings, releases: dict[str, Path]) -> Iterator[str]:
-    """A preview environment of its own, running release 1.0.0; torn down afterwards."""
-    name = f"preview-it{uuid.uuid4().hex[:6]}"
-    run_deliver(releases["1.0.0"], name)
-    yield name
+def tear_down(name: str) -> None:
     from tests.helpers import SAMPLE_APP
 
     env = controller(name, str(SAMPLE_APP / "delivery.yaml"), docker_host())
     env.tear_down()
     drop_database(env.database_url())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_leftover_test_environments(local_stack: StackSettings) -> None:
+    """Preview ports are hashed into 20 blocks: an environment left by a crashed run would collide."""
+    leftovers = {
+        r.labels.get("dev.medianest.delivery.environment", "")
+        for r in docker.DockerClient(base_url=local_stack.docker_host).containers.list(
+            all=True, filters={"label": "dev.medianest.delivery"}
+        )
+    }
+    leftovers |= {d.name for d in local_stack.routers_dir.glob("preview-it*")}
+    for name in sorted(n for n in leftovers if n.startswith("preview-it")):
+        tear_down(name)
+
+
+@pytest.fixture
+def environment(local_stack: StackSettings, releases: dict[str, Path]) -> Iterator[str]:
+    """A preview environment of its own, running release 1.0.0; torn down afterwards."""
+    name = f"preview-it{uuid.uuid4().hex[:6]}"
+    try:
+        run_deliver(releases["1.0.0"], name)
+        yield name
+    finally:
+        tear_down(name)
 
 
 def docker_host() -> Any:
