@@ -96,8 +96,10 @@ def observe_step(
     try:
         samples = client.query(p95_query(scope, window), now)
         p95 = samples[0].value if samples else None
-        if p95 is None:
-            errors["p95-latency"] = "no latency samples for the canary yet"
+        if p95 is not None and math.isnan(p95) and canary is not None and canary.requests == 0:
+            p95 = None  # histogram_quantile over zero requests: no traffic, not missing data
+        if p95 is None and (canary is None or canary.requests > 0):
+            errors["p95-latency"] = "no latency samples although the canary served requests"
     except MetricsUnavailable as exc:
         errors["p95-latency"] = str(exc)
     try:

@@ -143,6 +143,11 @@ def measure_error_comparison(obs: StepObservation, t: CanaryThresholds) -> Measu
 
 def measure_p95(obs: StepObservation, t: CanaryThresholds) -> Measurement:
     threshold = f"< {t.max_p95_seconds * 1000:.0f} ms"
+    if obs.canary_p95_seconds is None and "p95-latency" not in obs.errors:
+        # The query worked and found no requests: no traffic yet, not a broken metric.
+        return Measurement(
+            "p95-latency", Phase.INCONCLUSIVE, None, threshold, obs.queries.get("p95-latency", ""), "no requests yet"
+        )
     if obs.canary_p95_seconds is None or math.isnan(obs.canary_p95_seconds):
         return _error("p95-latency", obs, threshold)
     query = obs.queries.get("p95-latency", "")

@@ -7,6 +7,7 @@ that describe what should be running (and `reconcile` can restore it).
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +15,11 @@ from medianest_delivery.appconfig import AppConfig, Component
 from medianest_delivery.canary import split_weights
 from medianest_delivery.errors import StackError
 from medianest_delivery.haproxy import HAProxyRouter, RouterState, new_backend
+from medianest_delivery.previews import plan_for, release_preview
 from medianest_delivery.prometheus import write_scrape_targets
 from medianest_delivery.runtime import ReplicaSpec, Runtime, wait_until_healthy
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.topology import EnvironmentPlan, environment_plan, other_slot
+from medianest_delivery.topology import EnvironmentPlan, other_slot
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class EnvironmentController:
         self.config = config
         self.runtime = runtime
         self.settings = settings
-        self.plan: EnvironmentPlan = environment_plan(name)
+        self.plan: EnvironmentPlan = plan_for(name, settings.routers_dir)
         self.router = HAProxyRouter(settings.routers_dir, name)
 
     # -- state -------------------------------------------------------------
@@ -201,7 +203,10 @@ class EnvironmentController:
         self.write_app_targets()
 
     def tear_down(self) -> None:
+        """Remove replicas, router, its files and scrape targets, and free a preview's ports."""
         self.runtime.remove(self.name)
         self.router.stop()
-        self.router.state_path.unlink(missing_ok=True)
+        shutil.rmtree(self.router.dir, ignore_errors=True)
         write_scrape_targets(self.settings.scrape_targets_dir, f"app-{self.name}", [])
+        write_scrape_targets(self.settings.scrape_targets_dir, f"router-{self.name}", [])
+        release_preview(self.name, self.settings.routers_dir)

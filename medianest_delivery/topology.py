@@ -13,7 +13,6 @@ canary and blue-green share one mechanism: move weight, then flip roles.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from medianest_delivery.appconfig import Component
@@ -49,14 +48,34 @@ def other_slot(slot: str) -> str:
     return SLOTS[1 - SLOTS.index(slot)]
 
 
-def environment_plan(name: str) -> EnvironmentPlan:
-    """staging and production have fixed ports; ``preview-<branch>`` gets one of 20 blocks by hash."""
+def is_preview(name: str) -> bool:
+    return name.startswith("preview-") and len(name) > len("preview-")
+
+
+def environment_plan(name: str, preview_index: int | None = None) -> EnvironmentPlan:
+    """staging and production have fixed ports; a preview gets the port block it was allocated."""
     if name in KNOWN_ENVIRONMENTS:
         return EnvironmentPlan(name, KNOWN_ENVIRONMENTS[name])
-    if name.startswith("preview-") and len(name) > len("preview-"):
-        index = int(hashlib.sha256(name.encode()).hexdigest(), 16) % PREVIEW_COUNT
-        return EnvironmentPlan(name, PREVIEW_BASE + 1000 * index)
+    if is_preview(name):
+        if preview_index is None or not 0 <= preview_index < PREVIEW_COUNT:
+            raise ConfigError(f"preview {name!r} needs a port block 0..{PREVIEW_COUNT - 1} (allocate one first)")
+        return EnvironmentPlan(name, PREVIEW_BASE + 1000 * preview_index)
     raise ConfigError(f"unknown environment {name!r}: use staging, production or preview-<branch>")
+
+
+def allocate_preview(name: str, allocations: dict[str, int]) -> dict[str, int]:
+    """Keep ``name``'s block, or give it the lowest free one; raises when all are taken.
+
+    >>> allocate_preview("preview-b", {"preview-a": 0})
+    {'preview-a': 0, 'preview-b': 1}
+    """
+    if name in allocations:
+        return allocations
+    used = set(allocations.values())
+    free = [i for i in range(PREVIEW_COUNT) if i not in used]
+    if not free:
+        raise ConfigError(f"all {PREVIEW_COUNT} preview port blocks are in use: tear a preview down first")
+    return {**allocations, name: free[0]}
 
 
 def release_order(components: list[Component]) -> list[Component]:

@@ -24,8 +24,9 @@ from medianest_delivery.migrations import (
     discover_migrations,
     validate_on_scratch_copy,
 )
+from medianest_delivery.previews import plan_for
 from medianest_delivery.proc import run_command
-from medianest_delivery.topology import environment_plan
+from medianest_delivery.settings import StackSettings
 
 PERF_REGRESSION_LIMIT = 0.10  # strategy: < 10% degradation
 
@@ -33,7 +34,7 @@ PERF_REGRESSION_LIMIT = 0.10  # strategy: < 10% degradation
 def router_url(app_config: str, environment: str, component: str) -> str:
     config = load_app_config(app_config)
     index = [c.name for c in config.components].index(component)
-    return f"http://127.0.0.1:{environment_plan(environment).router_port(index)}"
+    return f"http://127.0.0.1:{plan_for(environment, StackSettings().routers_dir).router_port(index)}"
 
 
 def database_dsn(app_config: str, environment: str) -> str:

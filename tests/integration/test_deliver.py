@@ -27,10 +27,10 @@ from medianest_delivery.errors import VerificationError
 from medianest_delivery.history import ReleaseHistory
 from medianest_delivery.loadgen import LoadGenerator, LoadReport
 from medianest_delivery.migrations import drop_database
+from medianest_delivery.previews import plan_for
 from medianest_delivery.release import ReleaseManifest
 from medianest_delivery.runtime import DockerRuntime
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.topology import environment_plan
 from tasks.rollout import controller
 from tests.flaky_proxy import FlakyProxy
 
@@ -69,17 +69,19 @@ def tear_down(name: str) -> None:
     drop_database(env.database_url())
 
 
+TEST_PREVIEWS = ("preview-it", "preview-feature-it-")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def no_leftover_test_environments(local_stack: StackSettings) -> None:
-    """Preview ports are hashed into 20 blocks: an environment left by a crashed run would collide."""
-    leftovers = {
-        r.labels.get("dev.medianest.delivery.environment", "")
-        for r in docker.DockerClient(base_url=local_stack.docker_host).containers.list(
-            all=True, filters={"label": "dev.medianest.delivery"}
-        )
-    }
-    leftovers |= {d.name for d in local_stack.routers_dir.glob("preview-it*")}
-    for name in sorted(n for n in leftovers if n.startswith("preview-it")):
+    """Remove test previews a crashed run left behind (they would hold ports and port blocks)."""
+    client = docker.DockerClient(base_url=local_stack.docker_host)
+    names = {c.labels.get("dev.medianest.delivery.environment", "") for c in client.containers.list(all=True)}
+    names |= {d.name for d in local_stack.routers_dir.glob("preview-*")}
+    allocations = local_stack.routers_dir / "previews.json"
+    if allocations.is_file():
+        names |= set(json.loads(allocations.read_text()))
+    for name in sorted(n for n in names if n.startswith(TEST_PREVIEWS)):
         tear_down(name)
 
 
@@ -114,7 +116,7 @@ def run_deliver(manifest: Path, environment: str, **kwargs: Any) -> dict[str, An
 
 
 def router(environment: str, component_index: int = 0) -> str:
-    return f"http://127.0.0.1:{environment_plan(environment).router_port(component_index)}"
+    return f"http://127.0.0.1:{plan_for(environment, StackSettings().routers_dir).router_port(component_index)}"
 
 
 def history_events(environment: str) -> list[tuple[str, str]]:
@@ -308,3 +310,46 @@ def test_flow_killed_mid_canary_converges_on_rerun(environment: str, releases: d
     )
     assert {r.version for r in env.runtime.list(environment)} == {"1.1.0"}
     assert seen.by_version()["1.0.0"].get("failed", 0) == 0
+
+
+def test_rollback_flow_restores_the_previous_release(environment: str, releases: dict[str, Path]) -> None:
+    from flows.rollback import rollback_release
+
+    run_deliver(releases["1.1.0"], environment, strategy="blue-green")
+    assert httpx.get(f"{router(environment)}/version").json()["version"] == "1.1.0"
+    summary = rollback_release(environment=environment)
+    assert summary["version"] == "1.0.0"
+    assert httpx.get(f"{router(environment)}/version").json()["version"] == "1.0.0"
+    assert history_events(environment)[-1] == ("promoted", "1.0.0")
+
+
+def test_feature_ci_builds_and_serves_a_preview_then_tears_it_down(
+    local_stack: StackSettings, releases: dict[str, Path]
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.feature_ci import feature_ci, preview_name
+
+    branch = f"feature/it-{uuid.uuid4().hex[:5]}"
+    try:
+        result = feature_ci(branch=branch)
+        environment = result["environment"]
+        assert environment == preview_name(branch)
+        page = httpx.get(result["urls"]["frontend"])
+        assert page.status_code == 200
+        assert "MediaNest" in page.text
+        with get_client(sync_client=True) as client:
+            artifacts = {a.key: a for a in client.read_latest_artifacts()}
+        assert f"({result['urls']['frontend']})" in str(artifacts[environment].data)  # a markdown link
+    finally:
+        feature_ci(branch=branch, teardown=True)
+    assert not (local_stack.routers_dir / preview_name(branch)).exists()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(result["urls"]["frontend"], timeout=2)
+
+
+def test_feature_branch_with_shell_metacharacters_is_refused(prefect_harness: None) -> None:
+    from flows.feature_ci import feature_ci
+
+    with pytest.raises(Exception, match="invalid git ref"):
+        feature_ci(branch="feature/x;rm -rf /")

@@ -57,7 +57,19 @@ def obs(
             Phase.ERROR,
             "critical-alerts",
         ),
-        ("NaN p95 (no data) is an error", obs(p95=float("nan")), Phase.ERROR, "p95-latency"),
+        ("NaN p95 (broken data) is an error", obs(p95=float("nan")), Phase.ERROR, "p95-latency"),
+        (
+            "no requests yet is inconclusive, not an error",
+            obs(canary=SliceCounts(0, 0), p95=None),
+            Phase.INCONCLUSIVE,
+            None,
+        ),
+        (
+            "missing p95 despite traffic is an error",
+            StepObservation(HEALTHY, STABLE, None, FLAT, FLAT, [], errors={"p95-latency": "no latency samples"}),
+            Phase.ERROR,
+            "p95-latency",
+        ),
     ],
 )
 def test_assess_canary_step(name: str, observation: StepObservation, phase: Phase, failing_metric: str | None) -> None:

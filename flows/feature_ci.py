@@ -1,0 +1,97 @@
+"""Flows `feature-ci` and `preview-cleanup`: a feature branch gets gates, tests and a preview environment."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact
+from prefect_docker import DockerHost
+
+from blocks.loading import load_or_default
+from flows.build_and_publish import DEFAULT_APP_CONFIG, build_and_publish
+from flows.deliver import deliver
+from medianest_delivery.appconfig import load_app_config
+from medianest_delivery.previews import plan_for
+from medianest_delivery.refs import require_git_ref
+from medianest_delivery.settings import StackSettings
+from tasks.rollout import controller
+
+
+def preview_name(branch: str) -> str:
+    """``feature/Canary-Analysis`` becomes ``preview-feature-canary-analysis`` (max 40 characters)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", require_git_ref(branch).lower()).strip("-")[:31]
+    return f"preview-{slug}"
+
+
+@task(name="tear-down-preview", task_run_name="tear down {environment}")
+def tear_down_preview(environment: str, app_config: str, docker_host: DockerHost) -> None:
+    from medianest_delivery.migrations import drop_database
+
+    env = controller(environment, app_config, docker_host)
+    env.tear_down()
+    drop_database(env.database_url())
+
+
+@flow(name="feature-ci", log_prints=True)
+def feature_ci(
+    branch: str,
+    app_config: str = DEFAULT_APP_CONFIG,
+    teardown: bool = False,
+    registry_block: str | None = None,
+    signing_key_block: str | None = None,
+    docker_host_block: str | None = None,
+) -> dict[str, Any]:
+    """Quality gate, security scans and tests (build-and-publish), then a preview environment of the branch.
+
+    ``teardown=True`` removes the branch's preview (containers, router, database) instead.
+    """
+    environment = preview_name(branch)
+    settings = StackSettings()
+    docker_host = load_or_default(DockerHost, docker_host_block, DockerHost(base_url=settings.docker_host))
+    if teardown:
+        tear_down_preview(environment, app_config, docker_host)
+        return {"environment": environment, "torn_down": True}
+    config = load_app_config(app_config)
+    manifest = build_and_publish(
+        app_config=app_config,
+        version=f"{config.version}-{environment.removeprefix('preview-')}",
+        registry_block=registry_block,
+        signing_key_block=signing_key_block,
+        docker_host_block=docker_host_block,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "release.json"
+        path.write_text(manifest.to_json())
+        deliver(
+            release_manifest=str(path),
+            strategy="blue-green",
+            environment=environment,
+            staging_environment=None,
+            auto_approve=True,
+            replicas=1,
+            monitoring_seconds=0,
+            app_config=app_config,
+            registry_block=registry_block,
+            docker_host_block=docker_host_block,
+        )
+    plan = plan_for(environment, settings.routers_dir)
+    urls = {c.name: f"http://127.0.0.1:{plan.router_port(i)}" for i, c in enumerate(config.components)}
+    entry = urls.get(config.components[-1].name, "")
+    create_link_artifact(key=environment, link=entry, description=f"preview of `{branch}`")
+    get_run_logger().info("preview of %s: %s", branch, urls)
+    return {"environment": environment, "urls": urls, "version": manifest.version}
+
+
+@flow(name="preview-cleanup", log_prints=True)
+def preview_cleanup(app_config: str = DEFAULT_APP_CONFIG, docker_host_block: str | None = None) -> list[str]:
+    """Tear down every preview environment on this host."""
+    settings = StackSettings()
+    docker_host = load_or_default(DockerHost, docker_host_block, DockerHost(base_url=settings.docker_host))
+    names = sorted(d.name for d in settings.routers_dir.glob("preview-*") if d.is_dir())
+    for name in names:
+        tear_down_preview(name, app_config, docker_host)
+    return names

@@ -1,0 +1,69 @@
+"""Flow `rollback`: put an earlier release back into an environment, from the release history."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+
+from blocks.delivery import ReleaseHistoryDatabase
+from blocks.loading import load_or_default
+from flows.deliver import DEFAULT_APP_CONFIG, deliver
+from medianest_delivery.errors import ConfigError
+from medianest_delivery.history import ReleaseHistory, ensure_database
+
+
+@task(name="find-release", task_run_name="history: find {version} in {environment}")
+def find_release(history: ReleaseHistoryDatabase, environment: str, app: str, version: str | None) -> dict[str, Any]:
+    """The named release, or the one promoted before the current one."""
+    store = ReleaseHistory(history.dsn.get_secret_value())
+    ensure_database(store.dsn)
+    if version:
+        manifest = store.release_by_version(environment, app, version)
+        if manifest is None:
+            raise ConfigError(f"{app} {version} was never promoted in {environment}")
+        return manifest
+    promoted = [e for e in store.events(environment, app) if e.event == "promoted"]
+    current = promoted[-1].version if promoted else None
+    earlier = [e for e in promoted if e.version != current]
+    if not earlier or earlier[-1].manifest is None:
+        raise ConfigError(f"no earlier promoted release of {app} in {environment} to roll back to")
+    return earlier[-1].manifest
+
+
+@flow(name="rollback", log_prints=True)
+def rollback_release(
+    environment: str = "production",
+    version: str | None = None,
+    app: str = "medianest",
+    app_config: str = DEFAULT_APP_CONFIG,
+    history_block: str | None = None,
+    docker_host_block: str | None = None,
+    metrics_block: str | None = None,
+    registry_block: str | None = None,
+) -> dict[str, Any]:
+    """Blue-green switch back to ``version`` (default: the release promoted before the current one).
+
+    The earlier release is verified again (signatures and attestations) before it runs.
+    """
+    history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
+    manifest = find_release(history, environment, app, version)
+    get_run_logger().info("rolling %s back to %s (%s)", environment, manifest["version"], manifest["git_sha"][:12])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "release.json"
+        path.write_text(json.dumps(manifest))
+        return deliver(
+            release_manifest=str(path),
+            strategy="blue-green",
+            environment=environment,
+            staging_environment=None,
+            auto_approve=True,
+            app_config=app_config,
+            history_block=history_block,
+            docker_host_block=docker_host_block,
+            metrics_block=metrics_block,
+            registry_block=registry_block,
+        )
