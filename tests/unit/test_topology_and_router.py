@@ -109,7 +109,9 @@ def test_router_state_round_trips_json() -> None:
     assert RouterState.from_json(state.to_json()) == state
 
 
-@pytest.mark.parametrize("url", ["http://203.0.113.5/", "http://198.51.100.7:80/x", "http://example.com/"]  # documentation ranges)
+@pytest.mark.parametrize(
+    "url", ["http://203.0.113.5/", "http://198.51.100.7:80/x", "http://example.com/"]
+)  # documentation ranges
 def test_load_generator_refuses_non_loopback(url: str) -> None:
     with pytest.raises(ConfigError, match="not on loopback"):
         require_loopback(url)
