@@ -293,6 +293,7 @@ def deliver(
         record_measurements(history, "all", production.measurements, f"canary-analysis-{environment}")
 
     summary = {
+        "flow_run_id": run_id,
         "app": manifest.app,
         "version": manifest.version,
         "environment": environment,

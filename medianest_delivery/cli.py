@@ -112,7 +112,14 @@ def demo_command(
         console.print(f"[red]stack up failed:[/] {exc}")
         raise typer.Exit(1) from exc
     _print_status(settings)
-    build_command(app_config=app_config, version=None)
+    os.environ.update(export_environment(settings))
+    from medianest_delivery.demo import run_delivery_demo
+
+    try:
+        run_delivery_demo(console, settings, str(app_config))
+    except DeliveryError as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        raise typer.Exit(1) from exc
     console.print(f"The stack keeps running: Prefect UI at http://127.0.0.1:{settings.prefect_port}")
 
 

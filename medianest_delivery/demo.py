@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Literal
+
 from rich.console import Console
 from rich.table import Table
 
@@ -36,3 +39,61 @@ def print_release_summary(console: Console, manifest: ReleaseManifest, settings:
     ui = f"http://127.0.0.1:{settings.prefect_port}"
     if manifest.flow_run_id:
         console.print(f"flow run: {ui}/runs/flow-run/{manifest.flow_run_id}")
+
+
+Strategy = Literal["canary", "blue-green"]
+DEMO_RELEASES: list[tuple[str, Strategy, dict[str, str] | None, str]] = [
+    ("1.0.0", "canary", None, "v1: first release"),
+    ("1.1.0", "canary", None, "v2: canary, healthy"),
+    ("1.2.0", "canary", {"MEDIANEST_ERROR_RATE": "0.3"}, "v3: canary with the error knob on"),
+    ("1.3.0", "blue-green", None, "v4: blue-green"),
+]
+
+
+def run_delivery_demo(console: Console, settings: StackSettings, app_config: str) -> None:
+    """v1 to production, v2 by canary, v3 (errors injected) rolled back, v4 by blue-green, under load."""
+    from flows.build_and_publish import build_and_publish
+    from flows.deliver import RolloutFailed, deliver
+    from medianest_delivery.loadgen import LoadGenerator
+    from medianest_delivery.topology import environment_plan
+
+    plan = environment_plan("production")
+    rows = []
+    ui = f"http://127.0.0.1:{settings.prefect_port}"
+    for version, strategy, fault, label in DEMO_RELEASES:
+        console.rule(label)
+        manifest = build_and_publish(app_config=app_config, version=version)
+        path = settings.releases_dir / manifest.app / f"{manifest.version}-{manifest.git_sha[:12]}.json"
+        api = LoadGenerator(f"http://127.0.0.1:{plan.router_port(0)}/api/media", 50, 15000, 300).start()
+        web = LoadGenerator(f"http://127.0.0.1:{plan.router_port(1)}/", 10, 3000, 300).start()
+        started = time.monotonic()
+        try:
+            summary = deliver(
+                release_manifest=str(path),
+                strategy=strategy,
+                auto_approve=True,
+                app_config=app_config,
+                fault_injection=fault,
+                thresholds={"min_requests": 20},
+                monitoring_seconds=5,
+            )
+        except RolloutFailed as exc:
+            summary = exc.summary
+        finally:
+            seen, pages = api.stop(), web.stop()
+        rows.append(
+            (
+                label,
+                summary["outcome"],
+                (summary["reason"] or "")[:70],
+                f"{time.monotonic() - started:.0f}s",
+                f"{seen.failed + pages.failed}/{seen.total + pages.total}",
+                f"{ui}/runs/flow-run/{summary['flow_run_id']}",
+            )
+        )
+    table = Table(title="what the demo did in production")
+    for column in ("release", "outcome", "reason", "took", "client failures", "deliver flow run"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

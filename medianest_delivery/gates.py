@@ -165,3 +165,17 @@ def read_coverage_percent(text: str, origin: str = "coverage report") -> float:
 
 def decide_coverage_gate(percent: float, minimum: float) -> GateOutcome:
     return GateOutcome.PASS if percent >= minimum else GateOutcome.FAIL
+
+
+PERF_REGRESSION_LIMIT = 0.10  # strategy: < 10% performance degradation
+# Below a few milliseconds, 10% is scheduler noise: a regression must also exceed this absolute margin.
+PERF_NOISE_FLOOR_SECONDS = 0.005
+
+
+def latency_regressed(p95: float, baseline: float) -> bool:
+    """More than 10% worse than the previous release's p95, and by more than the noise floor.
+
+    >>> latency_regressed(0.0033, 0.0030), latency_regressed(0.120, 0.100), latency_regressed(0.105, 0.100)
+    (False, True, False)
+    """
+    return p95 > baseline * (1 + PERF_REGRESSION_LIMIT) and p95 - baseline > PERF_NOISE_FLOOR_SECONDS

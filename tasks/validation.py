@@ -16,6 +16,7 @@ from prefect.logging import get_run_logger
 from blocks.delivery import ReleaseHistoryDatabase
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.errors import ConfigError, GateFailedError
+from medianest_delivery.gates import PERF_REGRESSION_LIMIT, latency_regressed
 from medianest_delivery.history import ReleaseHistory, ensure_database
 from medianest_delivery.loadgen import LoadGenerator
 from medianest_delivery.migrations import (
@@ -27,8 +28,6 @@ from medianest_delivery.migrations import (
 from medianest_delivery.previews import plan_for
 from medianest_delivery.proc import run_command
 from medianest_delivery.settings import StackSettings
-
-PERF_REGRESSION_LIMIT = 0.10  # strategy: < 10% degradation
 
 
 def router_url(app_config: str, environment: str, component: str) -> str:
@@ -146,7 +145,7 @@ def performance_check(
     ensure_database(store.dsn)
     previous = store.previous_baseline(environment, config.name, version)
     result: dict[str, Any] = {"p95_seconds": p95, "requests": report.total, "previous": previous}
-    if previous is not None and p95 > previous[1] * (1 + PERF_REGRESSION_LIMIT):
+    if previous is not None and latency_regressed(p95, previous[1]):
         raise GateFailedError(
             f"p95 {p95 * 1000:.1f} ms is more than {PERF_REGRESSION_LIMIT:.0%} worse than "
             f"{previous[0]}'s {previous[1] * 1000:.1f} ms"

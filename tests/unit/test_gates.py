@@ -15,6 +15,7 @@ from medianest_delivery.gates import (
     apply_ignores,
     decide_coverage_gate,
     decide_security_gate,
+    latency_regressed,
     parse_ignore_file,
     read_coverage_percent,
 )
@@ -150,3 +151,17 @@ def test_unreadable_coverage_reports_are_errors(text: str) -> None:
 )
 def test_coverage_gate_threshold(percent: float, minimum: float, expected: GateOutcome) -> None:
     assert decide_coverage_gate(percent, minimum) is expected
+
+
+@pytest.mark.parametrize(
+    ("name", "p95", "baseline", "expected"),
+    [
+        ("faster passes", 0.080, 0.100, False),
+        ("9% worse passes", 0.109, 0.100, False),
+        ("11% worse by 11 ms fails", 0.111, 0.100, True),
+        ("50% worse but 1.5 ms is noise", 0.0045, 0.0030, False),
+        ("20% worse by 40 ms fails", 0.240, 0.200, True),
+    ],
+)
+def test_latency_regression(name: str, p95: float, baseline: float, expected: bool) -> None:
+    assert latency_regressed(p95, baseline) is expected
