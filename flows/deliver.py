@@ -147,7 +147,8 @@ def deliver(
     """Carry a signed release through staging, an approval and a progressive production rollout.
 
     ``fault_injection`` adds environment variables to the new release's
-    containers (the sample app's error and latency knobs): a "bad" release for
+    production containers only (the sample app's error and latency knobs): a
+    release that passes staging and goes bad under production conditions, for
     drills, tests and the demo.
     """
     logger = get_run_logger()
@@ -192,7 +193,7 @@ def deliver(
         validate_migrations(app_config, staging_environment)
         migrate_database(app_config, staging_environment)
         reconcile_environment(staging_environment, app_config, docker_host)
-        staging = context(staging_environment, 2, dict(fault_injection or {}), True)
+        staging = context(staging_environment, 2, {}, True)
         for component in order:
             if component.name in images:
                 deploy_directly(staging, component.name, images[component.name])
