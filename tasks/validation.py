@@ -133,18 +133,26 @@ def performance_check(
     rate: float,
     history: ReleaseHistoryDatabase,
 ) -> dict[str, Any]:
-    """p95 under a fixed bounded load, compared with the previous release's recorded figure."""
+    """p95 under a fixed bounded load, compared with the previous release's recorded figure.
+
+    The load runs in three rounds and the median round's p95 counts: one
+    round disturbed by a noisy neighbour does not fail (or pass) a release.
+    """
     config = load_app_config(app_config)
     url = router_url(app_config, environment, component) + path
-    report = LoadGenerator(url, rate=rate, max_requests=requests, max_seconds=requests / rate + 30).start().wait()
-    latencies = sorted(o.latency for o in report.outcomes if not o.failed)
-    if report.failed or len(latencies) < requests * 0.99:
-        raise GateFailedError(f"performance check: {report.failed}/{report.total} requests failed at {url}")
-    p95 = statistics.quantiles(latencies, n=20)[-1]
+    rounds = []
+    for _ in range(3):
+        per_round = max(20, requests // 3)
+        report = LoadGenerator(url, rate=rate, max_requests=per_round, max_seconds=per_round / rate + 30).start().wait()
+        latencies = sorted(o.latency for o in report.outcomes if not o.failed)
+        if report.failed or len(latencies) < per_round * 0.99:
+            raise GateFailedError(f"performance check: {report.failed}/{report.total} requests failed at {url}")
+        rounds.append(statistics.quantiles(latencies, n=20)[-1])
+    p95 = statistics.median(rounds)
     store = ReleaseHistory(history.dsn.get_secret_value())
     ensure_database(store.dsn)
     previous = store.previous_baseline(environment, config.name, version)
-    result: dict[str, Any] = {"p95_seconds": p95, "requests": report.total, "previous": previous}
+    result: dict[str, Any] = {"p95_seconds": p95, "rounds": rounds, "previous": previous}
     if previous is not None and latency_regressed(p95, previous[1]):
         raise GateFailedError(
             f"p95 {p95 * 1000:.1f} ms is more than {PERF_REGRESSION_LIMIT:.0%} worse than "
