@@ -119,6 +119,71 @@ def has_stable(ctx: RolloutContext, component: str) -> bool:
     return backend.active_replicas[backend.stable_slot] > 0
 
 
+@flow(name="validate-in-staging", log_prints=True)
+def validate_in_staging(
+    release_manifest: str,
+    staging_environment: str = "staging",
+    app_config: str = DEFAULT_APP_CONFIG,
+    performance_requests: int = 200,
+    performance_rate: float = 50.0,
+    contract_examples: int = 10,
+    health_deadline_seconds: float = 60.0,
+    registry_block: str | None = None,
+    docker_host_block: str | None = None,
+    history_block: str | None = None,
+    verified: bool = False,
+) -> dict[str, Any]:
+    """Stage 3: migrations on a scratch copy, migrate, deploy 2 replicas, smoke, contract and performance tests."""
+    settings = StackSettings()
+    manifest = load_release_manifest(release_manifest)
+    if not verified:
+        verify_release(manifest, registry_block)
+    docker_host = load_or_default(DockerHost, docker_host_block, DockerHost(base_url=settings.docker_host))
+    history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
+    config = load_app_config(app_config)
+    order = release_order(config.components)
+    images = {image.component: image.reference for image in manifest.images}
+    migrated = validate_migrations(app_config, staging_environment)
+    migrate_database(app_config, staging_environment)
+    reconcile_environment(staging_environment, app_config, docker_host)
+    staging = RolloutContext(
+        staging_environment,
+        app_config,
+        manifest.version,
+        2,
+        {},
+        CanaryThresholds(),
+        2.0,
+        health_deadline_seconds,
+        True,
+        docker_host,
+        MetricsProvider(url=settings.prometheus_url),
+        str(get_run_context().flow_run.id),  # type: ignore[union-attr]
+    )
+    for component in order:
+        if component.name in images:
+            deploy_directly(staging, component.name, images[component.name])
+    checks: dict[str, Any] = {"migrations_validated": migrated}
+    for component in order:
+        checks[f"smoke {component.name}"] = smoke_test(app_config, staging_environment, component.name)
+        checks[f"contract {component.name}"] = contract_test(
+            app_config, staging_environment, component.name, contract_examples
+        )
+    first = order[0]
+    if first.smoke:
+        checks["performance"] = performance_check(
+            app_config,
+            staging_environment,
+            first.name,
+            manifest.version,
+            next((p for p in first.smoke if p.startswith("/api")), first.smoke[-1]),
+            performance_requests,
+            performance_rate,
+            history,
+        )
+    return checks
+
+
 @flow(name="deliver", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
 def deliver(
     release_manifest: str,
@@ -190,28 +255,19 @@ def deliver(
 
     # 2-6. staging.
     if staging_environment:
-        validate_migrations(app_config, staging_environment)
-        migrate_database(app_config, staging_environment)
-        reconcile_environment(staging_environment, app_config, docker_host)
-        staging = context(staging_environment, 2, {}, True)
-        for component in order:
-            if component.name in images:
-                deploy_directly(staging, component.name, images[component.name])
-        for component in order:
-            smoke_test(app_config, staging_environment, component.name)
-            contract_test(app_config, staging_environment, component.name, contract_examples)
-        first = order[0]
-        if first.smoke:
-            performance_check(
-                app_config,
-                staging_environment,
-                first.name,
-                manifest.version,
-                next((p for p in first.smoke if p.startswith("/api")), first.smoke[-1]),
-                performance_requests,
-                performance_rate,
-                history,
-            )
+        validate_in_staging(
+            release_manifest,
+            staging_environment,
+            app_config,
+            performance_requests,
+            performance_rate,
+            contract_examples,
+            health_deadline_seconds,
+            registry_block,
+            docker_host_block,
+            history_block,
+            verified=True,
+        )
 
     # 7. approval.
     if not auto_approve:

@@ -53,7 +53,7 @@ DEMO_RELEASES: list[tuple[str, Strategy, dict[str, str] | None, str]] = [
 def run_delivery_demo(console: Console, settings: StackSettings, app_config: str) -> None:
     """v1 to production, v2 by canary, v3 (errors injected) rolled back, v4 by blue-green, under load."""
     from flows.build_and_publish import build_and_publish
-    from flows.deliver import RolloutFailed, deliver
+    from flows.deliver import RolloutFailed, deliver, validate_in_staging
     from medianest_delivery.loadgen import LoadGenerator
     from medianest_delivery.topology import environment_plan
 
@@ -64,6 +64,9 @@ def run_delivery_demo(console: Console, settings: StackSettings, app_config: str
         console.rule(label)
         manifest = build_and_publish(app_config=app_config, version=version)
         path = settings.releases_dir / manifest.app / f"{manifest.version}-{manifest.git_sha[:12]}.json"
+        if version == DEMO_RELEASES[0][0]:
+            # Stage 3 once, before the demo's own production load starts (it would skew the performance check).
+            validate_in_staging(release_manifest=str(path), app_config=app_config)
         api = LoadGenerator(f"http://127.0.0.1:{plan.router_port(0)}/api/media", 50, 15000, 300).start()
         web = LoadGenerator(f"http://127.0.0.1:{plan.router_port(1)}/", 10, 3000, 300).start()
         started = time.monotonic()
@@ -73,6 +76,7 @@ def run_delivery_demo(console: Console, settings: StackSettings, app_config: str
                 strategy=strategy,
                 auto_approve=True,
                 app_config=app_config,
+                staging_environment=None,
                 fault_injection=fault,
                 thresholds={"min_requests": 20},
                 monitoring_seconds=5,
