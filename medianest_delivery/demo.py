@@ -65,6 +65,7 @@ def run_delivery_demo(console: Console, settings: StackSettings, app_config: str
         manifest = build_and_publish(app_config=app_config, version=version)
         path = settings.releases_dir / manifest.app / f"{manifest.version}-{manifest.git_sha[:12]}.json"
         if version == DEMO_RELEASES[0][0]:
+            print_release_summary(console, manifest, settings)
             # Stage 3 once, before the demo's own production load starts (it would skew the performance check).
             validate_in_staging(release_manifest=str(path), app_config=app_config)
         api = LoadGenerator(f"http://127.0.0.1:{plan.router_port(0)}/api/media", 50, 15000, 300).start()
