@@ -9,6 +9,7 @@ any failure after production traffic moved: automatic rollback of every componen
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from prefect_docker import DockerHost
 from blocks.delivery import MetricsProvider, ReleaseHistoryDatabase
 from blocks.loading import load_or_default
 from blocks.registry import OciRegistry
+from flows.build_and_publish import build_and_publish
 from flows.strategies import ComponentOutcome, RolloutContext, monitor_promoted, rollout_blue_green, rollout_canary
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.canary import CanaryThresholds
@@ -186,7 +188,8 @@ def validate_in_staging(
 
 @flow(name="deliver", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
 def deliver(
-    release_manifest: str,
+    release_manifest: str | None = None,
+    git_ref: str | None = None,
     strategy: Literal["canary", "blue-green"] = "canary",
     environment: str = "production",
     staging_environment: str | None = "staging",
@@ -218,6 +221,12 @@ def deliver(
     """
     logger = get_run_logger()
     settings = StackSettings()
+    if release_manifest is None:
+        if git_ref is None:
+            raise DeliveryError("deliver needs a release_manifest, or a git_ref to build and publish first")
+        built = build_and_publish(app_config=app_config, git_ref=git_ref, registry_block=registry_block)
+        release_manifest = str(Path(tempfile.mkdtemp(prefix="release-")) / "release.json")
+        Path(release_manifest).write_text(built.to_json())
     manifest = load_release_manifest(release_manifest)
     config = load_app_config(app_config)
     if manifest.app != config.name:
