@@ -9,7 +9,6 @@ any failure after production traffic moved: automatic rollback of every componen
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -225,8 +224,8 @@ def deliver(
         if git_ref is None:
             raise DeliveryError("deliver needs a release_manifest, or a git_ref to build and publish first")
         built = build_and_publish(app_config=app_config, git_ref=git_ref, registry_block=registry_block)
-        release_manifest = str(Path(tempfile.mkdtemp(prefix="release-")) / "release.json")
-        Path(release_manifest).write_text(built.to_json())
+        # build-and-publish persisted it here (publish_release_manifest)
+        release_manifest = str(settings.releases_dir / built.app / f"{built.version}-{built.git_sha[:12]}.json")
     manifest = load_release_manifest(release_manifest)
     config = load_app_config(app_config)
     if manifest.app != config.name:
