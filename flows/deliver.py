@@ -9,6 +9,7 @@ any failure after production traffic moved: automatic rollback of every componen
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,14 @@ from blocks.delivery import MetricsProvider, ReleaseHistoryDatabase
 from blocks.loading import load_or_default
 from blocks.registry import OciRegistry
 from flows.build_and_publish import build_and_publish
-from flows.strategies import ComponentOutcome, RolloutContext, monitor_promoted, rollout_blue_green, rollout_canary
+from flows.strategies import (
+    ComponentOutcome,
+    RolloutContext,
+    deploy_directly,
+    monitor_promoted,
+    rollout_blue_green,
+    rollout_canary,
+)
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.canary import CanaryThresholds
 from medianest_delivery.errors import DeliveryError, VerificationError
@@ -37,12 +45,9 @@ from medianest_delivery.topology import release_order
 from tasks.rollout import (
     controller,
     decommission,
-    deploy_slot,
     prepare_rollout_lock,
-    promote,
     reconcile_environment,
     rollback,
-    set_traffic,
 )
 from tasks.signing import verify_image
 from tasks.validation import (
@@ -91,27 +96,6 @@ def verify_release(manifest: ReleaseManifest, registry_block: str | None) -> Non
     ]
     for future in futures:
         future.result()
-
-
-def deploy_directly(ctx: RolloutContext, component: str, image: str) -> None:
-    """Staging and first releases: start the new slot, switch all traffic, drop the old slot."""
-    env = controller(ctx.environment, ctx.app_config, ctx.docker_host)
-    slot = env.candidate_slot(component)
-    deploy_slot(
-        ctx.environment,
-        ctx.app_config,
-        component,
-        slot,
-        image,
-        ctx.version,
-        ctx.replicas,
-        ctx.extra_env,
-        ctx.health_deadline,
-        ctx.docker_host,
-    )
-    set_traffic(ctx.environment, ctx.app_config, component, 100, ctx.replicas, ctx.docker_host)
-    promote(ctx.environment, ctx.app_config, component, ctx.docker_host)
-    decommission(ctx.environment, ctx.app_config, component, ctx.docker_host)
 
 
 def has_stable(ctx: RolloutContext, component: str) -> bool:
@@ -210,6 +194,7 @@ def deliver(
     metrics_block: str | None = None,
     history_block: str | None = None,
     supersede: bool = False,
+    environment_lock_timeout_seconds: float = 1800.0,
 ) -> dict[str, Any]:
     """Carry a signed release through staging, an approval and a progressive production rollout.
 
@@ -307,7 +292,19 @@ def deliver(
     outcomes: list[ComponentOutcome] = []
     lock = prepare_rollout_lock(environment, run_id, supersede)
     # A 60 s lease (the server minimum), renewed while this run lives: a killed rollout frees the environment soon.
-    with concurrency(lock, occupy=1, strict=True, lease_duration=60):
+    held = contextlib.ExitStack()
+    try:  # only the acquisition's timeout means "busy"; the rollout's own timeouts are faults
+        held.enter_context(
+            concurrency(
+                lock, occupy=1, strict=True, lease_duration=60, timeout_seconds=environment_lock_timeout_seconds
+            )
+        )
+    except TimeoutError as exc:
+        raise DeliveryError(
+            f"{environment} is busy: another rollout held {lock} for {environment_lock_timeout_seconds:.0f}s; "
+            "retry later or pass supersede=true"
+        ) from exc
+    with held:
         reconcile_environment(environment, app_config, docker_host)
         migration = migrate_database(app_config, environment)
         production = context(environment, replicas, dict(fault_injection or {}), migration["backward_compatible"])

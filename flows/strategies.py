@@ -17,7 +17,7 @@ from prefect_docker import DockerHost
 
 from blocks.delivery import MetricsProvider
 from medianest_delivery.canary import Action, CanaryThresholds, Phase, decide_action
-from tasks.rollout import assess_canary, deploy_slot, promote, set_traffic
+from tasks.rollout import assess_canary, controller, decommission, deploy_slot, promote, set_traffic
 
 
 @dataclass
@@ -96,19 +96,14 @@ def _analyse_until_decided(
             return Action.NEXT_STEP, []  # monitoring window over with nothing wrong
 
 
-def rollout_canary(ctx: RolloutContext, component: str, image: str, steps: list[int]) -> ComponentOutcome:
-    """Deploy beside stable, then 10/30/50/100% with analysis at each step."""
-    logger = get_run_logger()
-    outcome = ComponentOutcome(component, "promoted")
-    from tasks.rollout import controller  # slot roles come from the persisted router state
-
-    env = controller(ctx.environment, ctx.app_config, ctx.docker_host)
-    canary_slot = env.candidate_slot(component)
+def deploy_candidate(ctx: RolloutContext, component: str, image: str) -> str:
+    """Start the release in the slot that is not stable (no traffic yet); returns that slot."""
+    slot = controller(ctx.environment, ctx.app_config, ctx.docker_host).candidate_slot(component)
     deploy_slot(
         ctx.environment,
         ctx.app_config,
         component,
-        canary_slot,
+        slot,
         image,
         ctx.version,
         ctx.replicas,
@@ -116,6 +111,22 @@ def rollout_canary(ctx: RolloutContext, component: str, image: str, steps: list[
         ctx.health_deadline,
         ctx.docker_host,
     )
+    return slot
+
+
+def deploy_directly(ctx: RolloutContext, component: str, image: str) -> None:
+    """Staging and first releases: start the new slot, switch all traffic, drop the old slot."""
+    deploy_candidate(ctx, component, image)
+    set_traffic(ctx.environment, ctx.app_config, component, 100, ctx.replicas, ctx.docker_host)
+    promote(ctx.environment, ctx.app_config, component, ctx.docker_host)
+    decommission(ctx.environment, ctx.app_config, component, ctx.docker_host)
+
+
+def rollout_canary(ctx: RolloutContext, component: str, image: str, steps: list[int]) -> ComponentOutcome:
+    """Deploy beside stable, then 10/30/50/100% with analysis at each step."""
+    logger = get_run_logger()
+    outcome = ComponentOutcome(component, "promoted")
+    canary_slot = deploy_candidate(ctx, component, image)
     for step, weight in enumerate(steps, start=1):
         moved = set_traffic(ctx.environment, ctx.app_config, component, weight, ctx.replicas, ctx.docker_host)
         outcome.weights.append(weight)
@@ -137,22 +148,7 @@ def rollout_canary(ctx: RolloutContext, component: str, image: str, steps: list[
 
 def rollout_blue_green(ctx: RolloutContext, component: str, image: str) -> ComponentOutcome:
     """Start green beside blue, check its health, switch all traffic at once; blue stays for instant rollback."""
-    from tasks.rollout import controller
-
-    env = controller(ctx.environment, ctx.app_config, ctx.docker_host)
-    green = env.candidate_slot(component)
-    deploy_slot(
-        ctx.environment,
-        ctx.app_config,
-        component,
-        green,
-        image,
-        ctx.version,
-        ctx.replicas,
-        ctx.extra_env,
-        ctx.health_deadline,
-        ctx.docker_host,
-    )
+    deploy_candidate(ctx, component, image)
     moved = set_traffic(ctx.environment, ctx.app_config, component, 100, ctx.replicas, ctx.docker_host)
     promote(ctx.environment, ctx.app_config, component, ctx.docker_host)
     return ComponentOutcome(component, "promoted", first_traffic_at=moved["at"], weights=[100], promoted=True)
@@ -160,8 +156,6 @@ def rollout_blue_green(ctx: RolloutContext, component: str, image: str) -> Compo
 
 def monitor_promoted(ctx: RolloutContext, component: str, window_seconds: float) -> tuple[bool, str]:
     """Judge the promoted slot on absolute criteria for ``window_seconds``; (healthy, reason)."""
-    from tasks.rollout import controller
-
     stable_slot = controller(ctx.environment, ctx.app_config, ctx.docker_host).stable_slot(component)
     absolute = CanaryThresholds(**{**vars(ctx.thresholds), "max_inconclusive": 10_000})
     monitor_ctx = RolloutContext(**{**vars(ctx), "thresholds": absolute, "measurements": ctx.measurements})

@@ -16,7 +16,6 @@ from typing import Any
 import docker
 import httpx
 import pytest
-from prefect.settings import PREFECT_API_URL
 
 from blocks.delivery import MetricsProvider
 from blocks.registry import OciRegistry
@@ -35,6 +34,7 @@ from tasks.rollout import controller
 from tests.flaky_proxy import FlakyProxy
 
 pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
 FAST = {"min_requests": 20}
 
 
@@ -269,20 +269,45 @@ def test_prometheus_lost_mid_analysis_never_promotes(
     assert httpx.get(f"{router(environment)}/version").json()["version"] == "1.0.0"
 
 
-def test_flow_killed_mid_canary_converges_on_rerun(environment: str, releases: dict[str, Path], tmp_path: Path) -> None:
-    """SIGKILL the flow while the canary has traffic; the next run reconciles, then delivers."""
-    backend, frontend = loads(environment)
-    script = tmp_path / "run.py"
+def deliver_in_subprocess(
+    manifest: Path, environment: str, api_url: str, out: Path, **kwargs: Any
+) -> subprocess.Popen[bytes]:
+    """A deliver run in its own process (so it can be killed), against ``api_url``."""
+    params = {
+        "release_manifest": str(manifest),
+        "environment": environment,
+        "staging_environment": None,
+        "auto_approve": True,
+        "monitoring_seconds": 4,
+        **kwargs,
+    }
+    script = out.with_suffix(".py")
     script.write_text(
-        "import sys\nfrom flows.deliver import deliver\n"
-        f"deliver(release_manifest={str(releases['1.1.0'])!r}, environment={environment!r}, staging_environment=None,"
-        " auto_approve=True, canary_steps=[10, 100], thresholds={'min_requests': 100000, 'max_inconclusive': 1000})\n"
+        "import json, sys\nfrom flows.deliver import deliver\n"
+        f"result = deliver(**json.loads({json.dumps(json.dumps(params))}))\n"
+        f"open({str(out)!r}, 'w').write(json.dumps(result, default=str))\n"
     )
-    env_vars = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
-    process = subprocess.Popen(
-        [sys.executable, str(script)], env=env_vars, cwd=str(Path(__file__).parents[2]), start_new_session=True
-    )
-    env = controller(environment, str(Path(__file__).parents[2] / "examples/medianest/delivery.yaml"), docker_host())
+    env_vars = {**os.environ, "PREFECT_API_URL": api_url}
+    return subprocess.Popen([sys.executable, str(script)], env=env_vars, cwd=str(REPO), start_new_session=True)
+
+
+def test_flow_killed_mid_canary_converges_on_rerun(
+    environment: str, releases: dict[str, Path], tmp_path: Path, local_stack: StackSettings
+) -> None:
+    """SIGKILL the flow while the canary has traffic; the next run reconciles, then delivers.
+
+    Both runs use the stack's Prefect server: its lease repossessor frees the
+    killed run's environment lock (the test harness's ephemeral server runs no
+    such service).
+    """
+    from medianest_delivery.stack import stack_up
+
+    stack_up(local_stack, {"prefect-server"})
+    api_url = f"http://127.0.0.1:{local_stack.prefect_port}/api"
+    backend, frontend = loads(environment)
+    env = controller(environment, str(REPO / "examples/medianest/delivery.yaml"), docker_host())
+    slow = {"canary_steps": [10, 100], "thresholds": {"min_requests": 100000, "max_inconclusive": 1000}}
+    process = deliver_in_subprocess(releases["1.1.0"], environment, api_url, tmp_path / "killed.json", **slow)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         backend_state = env.state().backends["backend"]
@@ -296,18 +321,20 @@ def test_flow_killed_mid_canary_converges_on_rerun(environment: str, releases: d
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     try:
-        summary = run_deliver(releases["1.1.0"], environment)
+        rerun = deliver_in_subprocess(
+            releases["1.1.0"], environment, api_url, tmp_path / "rerun.json", canary_steps=[50, 100], thresholds=FAST
+        )
+        assert rerun.wait(timeout=400) == 0
     finally:
         seen = backend.stop()
         frontend.stop()
+    summary = json.loads((tmp_path / "rerun.json").read_text())
     assert summary["outcome"] == "promoted"
     state = env.state().backends["backend"]
     live = env.router.server_weights()
-    stable = state.stable_slot
-    assert live[f"be_backend/{stable}0"] == 100
-    assert all(
-        w == 0 for k, w in live.items() if k.startswith("be_backend/") and not k.endswith(("a0", "a1", "b0", "b1"))
-    )
+    other = "b" if state.stable_slot == "a" else "a"
+    assert [live[f"be_backend/{state.stable_slot}{i}"] for i in range(2)] == [100, 100]
+    assert [live[f"be_backend/{other}{i}"] for i in range(4)] == [0, 0, 0, 0]
     assert {r.version for r in env.runtime.list(environment)} == {"1.1.0"}
     assert seen.by_version()["1.0.0"].get("failed", 0) == 0
 
