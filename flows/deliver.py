@@ -41,7 +41,7 @@ from medianest_delivery.errors import DeliveryError, VerificationError
 from medianest_delivery.refs import tag_from_version
 from medianest_delivery.release import ReleaseManifest, load_release_manifest
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.topology import release_order
+from medianest_delivery.topology import environment_plan, is_preview, release_order
 from tasks.rollout import (
     controller,
     decommission,
@@ -222,26 +222,17 @@ def deliver(
     steps = canary_steps or [10, 30, 50, 100]
     if sorted(steps) != steps or steps[-1] != 100 or steps[0] <= 0:
         raise DeliveryError(f"canary steps {steps} must increase and end at 100")
+    for name in (environment, staging_environment):
+        if name and not is_preview(name):
+            environment_plan(name)  # raises for an unknown environment before anything runs
+    unknown = set(thresholds or {}) - set(CanaryThresholds.__dataclass_fields__)
+    if unknown:
+        known = ", ".join(CanaryThresholds.__dataclass_fields__)
+        raise DeliveryError(f"unknown canary thresholds {sorted(unknown)}; known: {known}")
     limits = CanaryThresholds(**(thresholds or {}))
     order = release_order(config.components)
     images = {image.component: image.reference for image in manifest.images}
     manifest_data = manifest.model_dump(mode="json", by_alias=True)
-
-    def context(env_name: str, count: int, extra: dict[str, str], compatible: bool) -> RolloutContext:
-        return RolloutContext(
-            env_name,
-            app_config,
-            manifest.version,
-            count,
-            extra,
-            limits,
-            analysis_interval_seconds,
-            health_deadline_seconds,
-            compatible,
-            docker_host,
-            metrics,
-            run_id,
-        )
 
     # 1. verify signatures and attestations: nothing unsigned ever starts.
     verify_release(manifest, registry_block)
@@ -307,7 +298,20 @@ def deliver(
     with held:
         reconcile_environment(environment, app_config, docker_host)
         migration = migrate_database(app_config, environment)
-        production = context(environment, replicas, dict(fault_injection or {}), migration["backward_compatible"])
+        production = RolloutContext(
+            environment,
+            app_config,
+            manifest.version,
+            replicas,
+            dict(fault_injection or {}),
+            limits,
+            analysis_interval_seconds,
+            health_deadline_seconds,
+            migration["backward_compatible"],
+            docker_host,
+            metrics,
+            run_id,
+        )
         record_release_event(history, environment, manifest_data, "deploy-started", strategy, None, run_id)
         failure: ComponentOutcome | None = None
         for component in order:

@@ -13,6 +13,7 @@ from typing import Any
 import docker
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.logging import disable_run_logger
 
 from blocks.registry import OciRegistry
@@ -133,8 +134,10 @@ def test_rerun_on_unchanged_commit_is_served_from_cache(
     again = build_and_publish(releases_dir=str(tmp_path / "releases"), **blocks)
     assert [i.digest for i in again.images] == [i.digest for i in release.images]
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs()
-    states = {(r.name, r.state.name) for r in runs if r.flow_run_id == uuid.UUID(again.flow_run_id) and r.state}  # type: ignore[arg-type]
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(str(again.flow_run_id))]))
+        )
+    states = {(r.name, r.state.name) for r in runs if r.state}
     assert ("build: backend", "Cached") in states
     assert ("scan-image: frontend", "Cached") in states
 

@@ -22,7 +22,7 @@ from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
 from flows.build_and_publish import build_and_publish
 from flows.deliver import RolloutFailed, deliver
-from medianest_delivery.errors import VerificationError
+from medianest_delivery.errors import DeliveryError, VerificationError
 from medianest_delivery.history import ReleaseHistory
 from medianest_delivery.loadgen import LoadGenerator, LoadReport
 from medianest_delivery.migrations import drop_database
@@ -380,3 +380,60 @@ def test_feature_branch_with_shell_metacharacters_is_refused(prefect_harness: No
 
     with pytest.raises(Exception, match="invalid git ref"):
         feature_ci(branch="feature/x;rm -rf /")
+
+
+def test_production_waits_for_approval_and_records_the_approver(environment: str, releases: dict[str, Path]) -> None:
+    """The run pauses with an input form; resuming it with an approver releases to production."""
+    import threading
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateName
+    from prefect.flow_runs import resume_flow_run
+
+    result: dict[str, Any] = {}
+    runner = threading.Thread(
+        target=lambda: result.update(
+            run_deliver(releases["1.1.0"], environment, strategy="blue-green", auto_approve=False)
+        ),
+        daemon=True,
+    )
+    runner.start()
+    paused = None
+    deadline = time.monotonic() + 120
+    while paused is None and time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Paused"])))
+            )
+        paused = next((r for r in runs if r.parameters.get("environment") == environment), None)
+        time.sleep(0.5)
+    assert paused is not None, "deliver never paused for approval"
+    assert httpx.get(f"{router(environment)}/version").json()["version"] == "1.0.0"  # nothing moved yet
+    resume_flow_run(paused.id, run_input={"approved": True, "approver": "ops@medianest", "comment": "LGTM"})
+    runner.join(timeout=180)
+    assert result["approval"] == "approved by ops@medianest: LGTM"
+    assert result["outcome"] == "promoted"
+    approvals = [e for e in ReleaseHistory(StackSettings().history_dsn).events(environment) if e.event == "approved"]
+    assert approvals[-1].reason == "approved by ops@medianest: LGTM"
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        ("steps not increasing", {"canary_steps": [30, 10, 100]}, "must increase and end at 100"),
+        ("steps not ending at 100", {"canary_steps": [10, 50]}, "must increase and end at 100"),
+        ("unknown threshold", {"thresholds": {"max_errors": 1}}, r"unknown canary thresholds \['max_errors'\]"),
+        ("unknown environment", {"environment": "qa"}, "unknown environment 'qa'"),
+    ],
+)
+def test_bad_deliver_parameters_fail_before_anything_runs(
+    releases: dict[str, Path], name: str, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(DeliveryError, match=message):
+        run_deliver(releases["1.1.0"], "preview-itbad", **kwargs)
+    assert not (StackSettings().routers_dir / "preview-itbad").exists()
+
+
+def test_missing_manifest_is_named(prefect_harness: None, tmp_path: Path) -> None:
+    with pytest.raises(DeliveryError, match=r"release manifest .* does not exist"):
+        deliver(release_manifest=str(tmp_path / "nope.json"), auto_approve=True)
