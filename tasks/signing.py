@@ -132,7 +132,9 @@ def _sign_with_cosign(
 @task(
     name="sign-image",
     task_run_name="sign: {component}",
-    cache_key_fn=digest_key("repository", "digest", "key_fingerprint", "provenance", "sbom_digests"),
+    cache_key_fn=digest_key(
+        "repository", "digest", "key_fingerprint", "sbom_digests"
+    ),  # provenance carries run times: not a key
     cache_expiration=CACHE_EXPIRATION,
     persist_result=True,
     retries=3,
