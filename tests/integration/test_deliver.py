@@ -429,8 +429,9 @@ def test_production_waits_for_approval_and_records_the_approver(environment: str
 def test_bad_deliver_parameters_fail_before_anything_runs(
     releases: dict[str, Path], name: str, kwargs: dict[str, Any], message: str
 ) -> None:
+    target = kwargs.pop("environment", "preview-itbad")
     with pytest.raises(DeliveryError, match=message):
-        run_deliver(releases["1.1.0"], "preview-itbad", **kwargs)
+        run_deliver(releases["1.1.0"], target, **kwargs)
     assert not (StackSettings().routers_dir / "preview-itbad").exists()
 
 
