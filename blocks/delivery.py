@@ -5,6 +5,8 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from medianest_delivery.history import ReleaseHistory, ensure_database
+
 
 class MetricsProvider(Block):
     """The Prometheus that scrapes the environments (the local stack's by default)."""
@@ -24,3 +26,9 @@ class ReleaseHistoryDatabase(Block):
         default=SecretStr("postgresql://postgres@127.0.0.1:5432/medianest_delivery"),
         description="libpq connection string",
     )
+
+    def get_client(self) -> ReleaseHistory:
+        """The history store, its database and tables created on first use."""
+        store = ReleaseHistory(self.dsn.get_secret_value())
+        ensure_database(store.dsn)
+        return store

@@ -13,14 +13,12 @@ from blocks.delivery import ReleaseHistoryDatabase
 from blocks.loading import load_or_default
 from flows.deliver import DEFAULT_APP_CONFIG, deliver
 from medianest_delivery.errors import ConfigError
-from medianest_delivery.history import ReleaseHistory, ensure_database
 
 
 @task(name="find-release", task_run_name="history: find {version} in {environment}")
 def find_release(history: ReleaseHistoryDatabase, environment: str, app: str, version: str | None) -> dict[str, Any]:
     """The named release, or the one promoted before the current one."""
-    store = ReleaseHistory(history.dsn.get_secret_value())
-    ensure_database(store.dsn)
+    store = history.get_client()
     if version:
         manifest = store.release_by_version(environment, app, version)
         if manifest is None:

@@ -17,7 +17,6 @@ from blocks.delivery import ReleaseHistoryDatabase
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.errors import ConfigError, GateFailedError
 from medianest_delivery.gates import PERF_REGRESSION_LIMIT, latency_regressed
-from medianest_delivery.history import ReleaseHistory, ensure_database
 from medianest_delivery.loadgen import LoadGenerator
 from medianest_delivery.migrations import (
     apply_migrations,
@@ -149,8 +148,7 @@ def performance_check(
             raise GateFailedError(f"performance check: {report.failed}/{report.total} requests failed at {url}")
         rounds.append(statistics.quantiles(latencies, n=20)[-1])
     p95 = statistics.median(rounds)
-    store = ReleaseHistory(history.dsn.get_secret_value())
-    ensure_database(store.dsn)
+    store = history.get_client()
     previous = store.previous_baseline(environment, config.name, version)
     result: dict[str, Any] = {"p95_seconds": p95, "rounds": rounds, "previous": previous}
     if previous is not None and latency_regressed(p95, previous[1]):
@@ -172,8 +170,7 @@ def record_release_event(
     reason: str | None = None,
     flow_run_id: str | None = None,
 ) -> None:
-    store = ReleaseHistory(history.dsn.get_secret_value())
-    ensure_database(store.dsn)
+    store = history.get_client()
     store.record(environment, manifest, event, strategy=strategy, reason=reason, flow_run_id=flow_run_id)
 
 
@@ -182,8 +179,7 @@ def record_measurements(
     history: ReleaseHistoryDatabase, component: str, rows: list[dict[str, Any]], artifact_key: str
 ) -> None:
     """Every measurement of every step, in PostgreSQL and as a table artifact."""
-    store = ReleaseHistory(history.dsn.get_secret_value())
-    ensure_database(store.dsn)
+    store = history.get_client()
     store.record_measurements(rows)
     create_table_artifact(
         key=artifact_key,
