@@ -102,13 +102,25 @@ def attach_sbom(
 
 
 def _sign_with_cosign(
-    cosign: str, reference: str, pair: KeyPairPem, password: str, predicates: dict[str, Path], sboms: dict[str, str]
+    cosign: str, reference: str, pair: KeyPairPem, password: str, predicates: dict[str, Path]
 ) -> None:
+    """Sign and attest with a cosign binary; our PKCS#8 key is imported into cosign's own key format first."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = load_private_key(pair.private_pem, password.encode())
     with tempfile.TemporaryDirectory() as tmp:
-        key_path = Path(tmp) / "cosign.key"
-        key_path.write_bytes(pair.private_pem)
+        plain = Path(tmp) / "key.pem"
+        plain.touch(mode=0o600)
+        plain.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         env = {"COSIGN_PASSWORD": password}
-        run_command([cosign, "sign", "--yes", "--tlog-upload=false", "--key", str(key_path), reference], env=env)
+        prefix = Path(tmp) / "import"
+        run_command([cosign, "import-key-pair", "--key", str(plain), "--output-key-prefix", str(prefix)], env=env)
+        key_path = f"{prefix}.key"
+        run_command([cosign, "sign", "--yes", "--tlog-upload=false", "--key", key_path, reference], env=env)
         for predicate_type, path in predicates.items():
             kind = "slsaprovenance1" if predicate_type == SLSA_PROVENANCE_V1 else "cyclonedx"
             run_command(
@@ -118,7 +130,7 @@ def _sign_with_cosign(
                     "--yes",
                     "--tlog-upload=false",
                     "--key",
-                    str(key_path),
+                    key_path,
                     "--type",
                     kind,
                     "--predicate",
@@ -172,7 +184,7 @@ def sign_image(
                 path = Path(tmp) / f"{len(files)}.json"
                 path.write_text(json.dumps(body))
                 files[predicate_type] = path
-            _sign_with_cosign(cosign, f"{name}@{digest}", pair, password, files, sbom_files)
+            _sign_with_cosign(cosign, f"{name}@{digest}", pair, password, files)
         signer = "cosign"
     else:
         key = load_private_key(pair.private_pem, password.encode())
