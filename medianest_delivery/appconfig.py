@@ -122,6 +122,11 @@ class AppConfig(_Strict):
                 raise ValueError(f"component {component.name!r} depends on unknown {sorted(unknown)}")
         return self
 
+    def database_url(self, environment: str, server: str = "postgresql://postgres@127.0.0.1:5432") -> str:
+        """Each environment has its own database: ``<database name>_<environment>`` on the server."""
+        database = self.database.name if self.database else self.name
+        return f"{server}/{database}_{environment.replace('-', '_')}"
+
     def component(self, name: str) -> Component:
         for component in self.components:
             if component.name == name:

@@ -55,8 +55,7 @@ class EnvironmentController:
         return f"http://127.0.0.1:{self.plan.router_port(self.index(component))}"
 
     def database_url(self) -> str:
-        database = self.config.database.name if self.config.database else self.config.name
-        return f"postgresql://postgres@127.0.0.1:5432/{database}_{self.name.replace('-', '_')}"
+        return self.config.database_url(self.name)
 
     def stable_slot(self, component: str) -> str:
         return self.state().backends[component].stable_slot

@@ -39,7 +39,7 @@ def database_dsn(app_config: str, environment: str) -> str:
     config = load_app_config(app_config)
     if config.database is None:
         raise ConfigError(f"app {config.name} declares no database")
-    return f"postgresql://postgres@127.0.0.1:5432/{config.database.name}_{environment.replace('-', '_')}"
+    return config.database_url(environment)
 
 
 @task(name="migrate-database", task_run_name="migrate: {environment}", retries=2, retry_delay_seconds=2)
