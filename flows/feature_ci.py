@@ -79,7 +79,7 @@ def feature_ci(
             docker_host_block=docker_host_block,
         )
     plan = plan_for(environment, settings.routers_dir)
-    urls = {c.name: f"http://127.0.0.1:{plan.router_port(i)}" for i, c in enumerate(config.components)}
+    urls = {c.name: plan.router_url(i) for i, c in enumerate(config.components)}
     entry = urls.get(config.components[-1].name, "")
     create_link_artifact(key=environment, link=entry, description=f"preview of `{branch}`")
     get_run_logger().info("preview of %s: %s", branch, urls)

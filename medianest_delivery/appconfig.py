@@ -127,6 +127,10 @@ class AppConfig(_Strict):
         database = self.database.name if self.database else self.name
         return f"{server}/{database}_{environment.replace('-', '_')}"
 
+    def component_index(self, name: str) -> int:
+        """Position in the config: it fixes the component's ports in every environment."""
+        return self.components.index(self.component(name))
+
     def component(self, name: str) -> Component:
         for component in self.components:
             if component.name == name:

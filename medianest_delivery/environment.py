@@ -49,10 +49,10 @@ class EnvironmentController:
         return state
 
     def index(self, component: str) -> int:
-        return [c.name for c in self.config.components].index(component)
+        return self.config.component_index(component)
 
     def router_url(self, component: str) -> str:
-        return f"http://127.0.0.1:{self.plan.router_port(self.index(component))}"
+        return self.plan.router_url(self.index(component))
 
     def database_url(self) -> str:
         return self.config.database_url(self.name)

@@ -39,6 +39,9 @@ class EnvironmentPlan:
             raise ConfigError(f"replica {replica} out of range 0..{MAX_REPLICAS - 1}")
         return self.base_port + 100 * component_index + 10 * (SLOTS.index(slot) + 1) + replica
 
+    def router_url(self, component_index: int) -> str:
+        return f"http://127.0.0.1:{self.router_port(component_index)}"
+
     @property
     def stats_port(self) -> int:
         return self.base_port + 990

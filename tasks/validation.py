@@ -30,9 +30,8 @@ from medianest_delivery.settings import StackSettings
 
 
 def router_url(app_config: str, environment: str, component: str) -> str:
-    config = load_app_config(app_config)
-    index = [c.name for c in config.components].index(component)
-    return f"http://127.0.0.1:{plan_for(environment, StackSettings().routers_dir).router_port(index)}"
+    index = load_app_config(app_config).component_index(component)
+    return plan_for(environment, StackSettings().routers_dir).router_url(index)
 
 
 def database_dsn(app_config: str, environment: str) -> str:
