@@ -40,3 +40,11 @@ class VerificationError(DeliveryError, RuntimeError):
 
 class StackError(DeliveryError, RuntimeError):
     """A component of the local stack failed to start or answer."""
+
+
+class RepositoryError(DeliveryError, ConnectionError):
+    """The backup repository (directory or S3) failed an operation (transient: retried)."""
+
+
+class DatabaseUnavailableError(DeliveryError, ConnectionError):
+    """PostgreSQL could not be reached (transient: retried, then reported by name)."""
