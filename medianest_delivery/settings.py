@@ -29,6 +29,7 @@ class StackSettings:
     registry_port: int = field(default_factory=lambda: _env_int("MEDIANEST_REGISTRY_PORT", 5000))
     prefect_port: int = field(default_factory=lambda: _env_int("MEDIANEST_PREFECT_PORT", 4200))
     prometheus_port: int = field(default_factory=lambda: _env_int("MEDIANEST_PROMETHEUS_PORT", 9090))
+    s3_port: int = field(default_factory=lambda: _env_int("MEDIANEST_S3_PORT", 9300))
     base_image: str = field(default_factory=lambda: os.environ.get("MEDIANEST_BASE_IMAGE", "medianest/base:bookworm"))
     debian_mirror: str = field(
         default_factory=lambda: os.environ.get("MEDIANEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -77,3 +78,12 @@ class StackSettings:
     @property
     def releases_dir(self) -> Path:
         return self.state_dir / "releases"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def backups_dir(self) -> Path:
+        """The default (directory) backup repository."""
+        return self.state_dir / "backups"

@@ -248,6 +248,25 @@ class PrefectServer(_ManagedProcess):
         return [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(self.settings.prefect_port)]
 
 
+class S3Emulator(_ManagedProcess):
+    """moto's server mode: an S3-compatible endpoint on 127.0.0.1 (in memory; an emulator, not AWS)."""
+
+    name = "s3-emulator"
+
+    def where(self) -> str:
+        return self.settings.s3_endpoint
+
+    def probe(self) -> bool:
+        try:
+            return httpx.get(f"{self.where()}/moto-api/data.json", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def argv(self) -> list[str]:
+        moto = Path(sys.executable).parent / "moto_server"
+        return [str(moto), "-H", "127.0.0.1", "-p", str(self.settings.s3_port)]
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALERT_RULES = REPO_ROOT / "deployments" / "prometheus" / "alerts.yml"
 
@@ -387,6 +406,7 @@ def components(settings: StackSettings) -> list[StackComponent]:
         OciRegistry(settings),
         PrefectServer(settings),
         PrometheusServer(settings),
+        S3Emulator(settings),
         BaseImage(settings),
         EnvironmentRouters(settings),
     ]

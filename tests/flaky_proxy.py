@@ -9,9 +9,11 @@ import httpx
 
 
 class FlakyProxy:
-    def __init__(self, upstream: str, failures: int) -> None:
+    def __init__(self, upstream: str, failures: int, break_after: int | None = None) -> None:
         self.upstream = upstream
         self.failures_left = failures
+        self.break_after = break_after  # forward this many requests, then set `broken`
+        self.paths: list[str] = []  # method and path of every forwarded request
         self.failed = 0
         self.forwarded = 0
         self.broken = False  # set to answer 503 to everything from now on
@@ -27,8 +29,14 @@ class FlakyProxy:
                     if fail:
                         proxy.failures_left = max(0, proxy.failures_left - 1)
                         proxy.failed += 1
+                    elif proxy.break_after is not None and proxy.forwarded >= proxy.break_after:
+                        proxy.broken = True
+                        proxy.break_after = None
+                        proxy.failed += 1
+                        fail = True
                     else:
                         proxy.forwarded += 1
+                        proxy.paths.append(f"{self.command} {self.path}")
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 if fail:
@@ -47,11 +55,13 @@ class FlakyProxy:
                     if key.lower() == "location":
                         value = value.replace(proxy.upstream, proxy.address)
                     self.send_header(key, value)
-                self.send_header("Content-Length", str(len(reply.content)))
+                # A HEAD reply describes the body it does not send: keep the upstream length.
+                length_header = reply.headers.get("content-length", "0") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length_header or str(len(reply.content)))
                 self.end_headers()
                 self.wfile.write(reply.content)
 
-            do_GET = do_PUT = do_POST = do_HEAD = do_PATCH = _handle
+            do_GET = do_PUT = do_POST = do_HEAD = do_PATCH = do_DELETE = _handle
 
             def log_message(self, *args: object) -> None:
                 pass

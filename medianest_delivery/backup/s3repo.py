@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medianest_delivery.backup.repository import StoredObject, check_key
-from medianest_delivery.errors import RepositoryError, VerificationError
+from medianest_delivery.errors import ConfigError, RepositoryError, VerificationError
 
 PART_SIZE = 8 * 1024 * 1024
 READ_SIZE = 1024 * 1024
@@ -197,7 +197,10 @@ class S3Repository:
         return b"".join(self.get_chunks(key))
 
     def list_objects(self, prefix: str) -> list[StoredObject]:
-        full_prefix = self._full(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        if ".." in prefix.split("/") or prefix.startswith("/"):
+            raise ConfigError(f"repository prefix {prefix!r} must be relative without '..'")
+        base = f"{self.prefix}/" if self.prefix else ""
+        full_prefix = base + prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
         found = []
         paginator = self.client.get_paginator("list_objects_v2")
