@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import zstandard
 
@@ -32,7 +32,7 @@ class EncodedObject:
     plain_size: int
 
 
-def read_chunks(stream: BinaryIO, size: int = READ_SIZE) -> Iterator[bytes]:
+def read_chunks(stream: IO[bytes], size: int = READ_SIZE) -> Iterator[bytes]:
     while chunk := stream.read(size):
         yield chunk
 
