@@ -112,8 +112,17 @@ def nightly_backup(
     lock = ensure_lock(f"backup-{stanza_name}")
     started = time.monotonic()
     backup_id = new_backup_id(BackupKind.LOGICAL.value, dt.datetime.now(dt.UTC))
+    held = contextlib.ExitStack()
+    try:  # only the acquisition's timeout means "busy"
+        held.enter_context(
+            concurrency(lock, occupy=1, strict=True, lease_duration=60, timeout_seconds=lock_timeout_seconds)
+        )
+    except TimeoutError as exc:
+        raise DeliveryError(
+            f"stanza {stanza_name} is busy: another backup held {lock} for {lock_timeout_seconds:.0f}s"
+        ) from exc
     try:
-        with concurrency(lock, occupy=1, strict=True, lease_duration=60, timeout_seconds=lock_timeout_seconds):
+        with held:
             spool_root = settings.state_dir / "spool"
             spool_root.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=spool_root, prefix=f"{backup_id}-") as spool:

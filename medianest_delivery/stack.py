@@ -258,7 +258,8 @@ class S3Emulator(_ManagedProcess):
 
     def probe(self) -> bool:
         try:
-            return httpx.get(f"{self.where()}/moto-api/data.json", timeout=2).status_code == 200
+            reply = httpx.get(f"{self.where()}/", timeout=2)  # ListBuckets
+            return reply.status_code == 200 and b"ListAllMyBucketsResult" in reply.content
         except httpx.HTTPError:
             return False
 

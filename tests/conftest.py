@@ -9,6 +9,9 @@ import pytest
 
 from medianest_delivery.settings import StackSettings
 
+# As in the Makefile: the test harness's server must not try to phone home (no internet here).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 
 @pytest.fixture(scope="session")
 def stack_settings() -> StackSettings:

@@ -9,10 +9,13 @@ import httpx
 
 
 class FlakyProxy:
-    def __init__(self, upstream: str, failures: int, break_after: int | None = None) -> None:
+    def __init__(
+        self, upstream: str, failures: int, break_after: int | None = None, heal_after: int | None = None
+    ) -> None:
         self.upstream = upstream
         self.failures_left = failures
         self.break_after = break_after  # forward this many requests, then set `broken`
+        self.heal_after = heal_after  # once broken by break_after, fail this many requests, then heal
         self.paths: list[str] = []  # method and path of every forwarded request
         self.failed = 0
         self.forwarded = 0
@@ -30,10 +33,13 @@ class FlakyProxy:
                         proxy.failures_left = max(0, proxy.failures_left - 1)
                         proxy.failed += 1
                     elif proxy.break_after is not None and proxy.forwarded >= proxy.break_after:
-                        proxy.broken = True
                         proxy.break_after = None
                         proxy.failed += 1
                         fail = True
+                        if proxy.heal_after is None:
+                            proxy.broken = True
+                        else:
+                            proxy.failures_left = proxy.heal_after - 1
                     else:
                         proxy.forwarded += 1
                         proxy.paths.append(f"{self.command} {self.path}")

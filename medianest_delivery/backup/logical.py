@@ -245,7 +245,7 @@ def restore_logical(
         return
     with tempfile.TemporaryDirectory() as raw_dir:
         for entry in objects:
-            with (Path(raw_dir) / entry.name).open("wb") as out:
+            with (Path(raw_dir) / Path(entry.name).name).open("wb") as out:
                 for chunk in _decoded(repository, entry, key):
                     out.write(chunk)
         completed = subprocess.run(

@@ -102,8 +102,10 @@ class S3Repository:
                         for part in page.get("Parts", []):
                             held[int(part["PartNumber"])] = str(part["ETag"]).strip('"')
                     return upload_id, held
-                except ClientError:
-                    pass  # the upload expired or was aborted: start a new one
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                        raise RepositoryError(f"S3 list parts of {self.location}/{key} failed: {exc}") from exc
+                    # the upload was completed, aborted or expired: start a new one
         reply = self._call(
             "create multipart upload",
             key,
@@ -118,13 +120,27 @@ class S3Repository:
         )
         return upload_id, {}
 
+    def _stored_already(self, key: str, size: int, sha256: str) -> bool:
+        """True when a previous attempt completed this very object (e.g. it failed only at the check)."""
+        try:
+            head = self._call("head", key, self.client.head_object, Bucket=self.bucket, Key=self._full(key))
+        except RepositoryError as exc:
+            if "does not exist" in str(exc):
+                return False
+            raise
+        return int(head["ContentLength"]) == size and head.get("Metadata", {}).get("sha256") == sha256
+
     def _put_multipart(self, key: str, source: Path, size: int, sha256: str) -> StoredObject:
         journal = self._journal_path(source)
+        self.parts_uploaded = 0
+        if journal.exists() and self._stored_already(key, size, sha256):
+            self._confirm(key, size, self._multipart_etag(source))
+            journal.unlink(missing_ok=True)
+            return StoredObject(key, size)
         upload_id, held = self._resume_or_start(key, journal, sha256)
         digest = hashlib.sha256()
         part_md5s: list[bytes] = []
         parts = []
-        self.parts_uploaded = 0
         with source.open("rb") as stream:
             number = 0
             while data := stream.read(self.part_size):
@@ -174,6 +190,13 @@ class S3Repository:
         self._confirm(key, size, expected_etag)
         journal.unlink(missing_ok=True)
         return StoredObject(key, size)
+
+    def _multipart_etag(self, source: Path) -> str:
+        md5s = []
+        with source.open("rb") as stream:
+            while data := stream.read(self.part_size):
+                md5s.append(hashlib.md5(data, usedforsecurity=False).digest())
+        return hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest() + f"-{len(md5s)}"
 
     def _confirm(self, key: str, size: int, expected_etag: str) -> None:
         head = self._call("head", key, self.client.head_object, Bucket=self.bucket, Key=self._full(key))
