@@ -87,3 +87,13 @@ class StackSettings:
     def backups_dir(self) -> Path:
         """The default (directory) backup repository."""
         return self.state_dir / "backups"
+
+    @property
+    def clusters_dir(self) -> Path:
+        """Where scratch and drill clusters live: it must belong to the user PostgreSQL runs as."""
+        override = os.environ.get("MEDIANEST_CLUSTER_DIR")
+        if override:
+            return Path(override)
+        if os.geteuid() == 0:  # /root is not reachable for the postgres user
+            return Path("/var/lib/postgresql/medianest-delivery")
+        return self.state_dir / "clusters"

@@ -50,10 +50,13 @@ def cluster_user() -> str:
     return "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
 
-def give_to_cluster_user(path: Path) -> None:
+def give_to_cluster_user(path: Path, recursive: bool = True) -> None:
     if os.geteuid() != 0:
         return
     entry = pwd.getpwnam(cluster_user())
+    os.lchown(path, entry.pw_uid, entry.pw_gid)
+    if not recursive:
+        return
     for root, dirs, files in os.walk(path):
         os.chown(root, entry.pw_uid, entry.pw_gid)
         for name in dirs + files:
@@ -145,7 +148,7 @@ class LocalCluster:
         lines = {
             "listen_addresses": "127.0.0.1",
             "port": self.port,
-            "unix_socket_directories": str(self.data_dir),
+            "unix_socket_directories": str(self.data_dir.parent),
             **settings,
         }
         text = "".join(
@@ -157,6 +160,7 @@ class LocalCluster:
         give_to_cluster_user(auto)
 
     def start(self, timeout: float = 300) -> None:
+        give_to_cluster_user(self.data_dir.parent, recursive=False)  # socket and lock files go there
         self.log_file.touch()
         give_to_cluster_user(self.log_file)
         completed = run_as_cluster_user(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
+
+from medianest_delivery.backup.walchain import parse_lsn
 
 
 def compare_restore(
@@ -69,3 +72,29 @@ def assess_objectives(rto_seconds: float, rpo_seconds: float, targets: RecoveryO
         ObjectiveStatus.MET if rto_seconds <= targets.rto_seconds else ObjectiveStatus.MISSED,
         ObjectiveStatus.MET if rpo_seconds <= targets.rpo_seconds else ObjectiveStatus.MISSED,
     )
+
+
+def target_reached(
+    target_time: dt.datetime | None,
+    target_lsn: str | None,
+    replayed_lsn: str,
+    stop_line: str | None,
+    last_transaction_at: dt.datetime | None,
+) -> tuple[bool, str]:
+    """Did replay stop at the requested point? (PostgreSQL's own log line is the evidence.)
+
+    Time target: replay must have stopped on the target (a 'recovery stopping' line) and
+    the last transaction it kept must not be later than the target. LSN target: the
+    replayed position must have reached it. No target: the end of the archive counts.
+    """
+    if target_time is not None:
+        if stop_line is None:
+            return False, f"replay never reached {target_time.isoformat()}: no 'recovery stopping' in the log"
+        if last_transaction_at is not None and last_transaction_at > target_time:
+            return False, f"a transaction from {last_transaction_at.isoformat()} (after the target) was replayed"
+        return True, stop_line
+    if target_lsn is not None:
+        if parse_lsn(replayed_lsn) < parse_lsn(target_lsn):
+            return False, f"replay stopped at {replayed_lsn}, before the target LSN {target_lsn}"
+        return True, stop_line or f"replayed to {replayed_lsn} (target {target_lsn})"
+    return True, f"replayed the whole archive, to {replayed_lsn}"

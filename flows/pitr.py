@@ -1,0 +1,273 @@
+"""Flows for continuous archiving and point-in-time recovery.
+
+base-backup:       lock(stanza) ─ pg_basebackup → store ─ check archiving ─ retention ─ expire WAL
+verify-repository: check (WAL switch reaches the repository) ─ verify every object and the WAL chain
+pitr-restore:      pick base backup ─ scratch cluster ─ replay WAL to time/LSN ─ prove the target
+dr-drill:          marker write ─ archive it ─ declare loss ─ restore to the end of the archive
+                   ─ marker and app checks ─ RTO/RPO against targets ─ tear down
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import psycopg
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.concurrency.sync import concurrency
+
+from blocks.backup import BackupStorage, load_backup_key
+from blocks.loading import load_or_default
+from flows.backup import DEFAULT_KEY_SECRET, default_storage
+from flows.build_and_publish import DEFAULT_APP_CONFIG
+from medianest_delivery.appconfig import load_app_config
+from medianest_delivery.backup.logical import database_facts
+from medianest_delivery.backup.manifest import BackupKind, BackupManifest
+from medianest_delivery.backup.physical import RecoveryResult, RecoveryTarget, query_one
+from medianest_delivery.backup.retention import RetentionPolicy
+from medianest_delivery.backup.verdicts import RecoveryObjectives, assess_objectives, target_reached
+from medianest_delivery.backup.verify import VerifyReport
+from medianest_delivery.errors import ConfigError, VerificationError
+from medianest_delivery.migrations import run_checks
+from medianest_delivery.settings import StackSettings
+from tasks.backup import apply_retention, emit_backup_event, ensure_lock
+from tasks.pitr import (
+    base_backup_for,
+    check_archiving,
+    expire_wal,
+    remove_scratch_cluster,
+    restore_point_in_time,
+    take_and_store_base_backup,
+    verify_repository,
+)
+
+
+def parse_target(target_time: str | None, target_lsn: str | None) -> RecoveryTarget:
+    when = None
+    if target_time:
+        try:
+            when = dt.datetime.fromisoformat(target_time)
+        except ValueError as exc:
+            raise ConfigError(f"target_time {target_time!r} is not an ISO 8601 time") from exc
+    return RecoveryTarget(time=when, lsn=target_lsn or None)
+
+
+@flow(name="base-backup", log_prints=True)
+def base_backup(
+    cluster_dsn: str,
+    stanza: str,
+    storage_block: str | None = None,
+    key_secret: str = DEFAULT_KEY_SECRET,
+    retention_daily: int = 7,
+    retention_weekly: int = 4,
+    retention_monthly: int = 0,
+    retention_dry_run: bool = False,
+    lock_timeout_seconds: float = 3600,
+) -> BackupManifest:
+    """A pg_basebackup of the cluster, proof that archiving works, and expiry of what PITR no longer needs."""
+    storage = load_or_default(BackupStorage, storage_block, default_storage(StackSettings()))
+    load_backup_key(key_secret)
+    lock = ensure_lock(f"backup-{stanza}")
+    with concurrency(lock, occupy=1, strict=True, lease_duration=60, timeout_seconds=lock_timeout_seconds):
+        manifest = take_and_store_base_backup(storage, stanza, cluster_dsn, key_secret)
+        check = check_archiving(storage, stanza, cluster_dsn)
+        policy = RetentionPolicy(retention_daily, retention_weekly, retention_monthly)
+        retention = apply_retention(storage, stanza, BackupKind.BASE.value, policy, retention_dry_run)
+        expired = expire_wal(storage, stanza, retention_dry_run)
+    create_markdown_artifact(
+        key=f"base-backup-{stanza}",
+        markdown=(
+            f"# Base backup {manifest.backup_id}\n\n| field | value |\n|---|---|\n"
+            f"| WAL range | {manifest.wal_start_lsn} … {manifest.wal_end_lsn} (timeline {manifest.timeline}) |\n"
+            f"| stored | {manifest.size / 1e6:.1f} MB (plain {manifest.plain_size / 1e6:.1f} MB) |\n"
+            f"| duration | {manifest.duration_s:.1f} s |\n"
+            f"| archiving check | {check['segment']} archived in {float(str(check['seconds'])):.2f} s |\n"
+            f"| retention | {sum(1 for r in retention if r[1] == 'delete')} base backup(s) expired |\n"
+            f"| WAL expired | {len(expired)} segment(s){' (dry run)' if retention_dry_run else ''} |\n"
+        ),
+    )
+    emit_backup_event("medianest.backup.completed", stanza, manifest.backup_id, {"kind": "base"})
+    return manifest
+
+
+@flow(name="verify-repository", log_prints=True)
+def verify_repository_flow(
+    stanza: str,
+    cluster_dsn: str | None = None,
+    storage_block: str | None = None,
+    key_secret: str = DEFAULT_KEY_SECRET,
+) -> VerifyReport:
+    """check (with a cluster: a forced WAL switch must reach the repository) then verify everything stored."""
+    storage = load_or_default(BackupStorage, storage_block, default_storage(StackSettings()))
+    if cluster_dsn:
+        check_archiving(storage, stanza, cluster_dsn)
+    report = verify_repository(storage, stanza, key_secret)
+    lines = "\n".join(f"- {p}" for p in report.problems + report.gaps) or "none"
+    create_markdown_artifact(
+        key=f"verify-{stanza}",
+        markdown=(
+            f"# Repository verify: {'OK' if report.ok else 'PROBLEMS'}\n\n"
+            f"{report.backups_checked} backups, {report.objects_checked} objects, {report.wal_checked} WAL files checked.\n\n"
+            f"## Problems and gaps\n\n{lines}\n"
+        ),
+    )
+    if not report.ok:
+        emit_backup_event("medianest.backup.verify-failed", stanza, None, {"problems": report.problems + report.gaps})
+        raise VerificationError(f"repository verify of {stanza} found: " + "; ".join(report.problems + report.gaps))
+    return report
+
+
+@flow(name="pitr-restore", log_prints=True)
+def pitr_restore(
+    stanza: str,
+    target_time: str | None = None,
+    target_lsn: str | None = None,
+    backup_id: str = "latest",
+    storage_block: str | None = None,
+    key_secret: str = DEFAULT_KEY_SECRET,
+    keep_running: bool = True,
+    proof_query: str | None = None,
+) -> dict[str, Any]:
+    """Restore a base backup into a scratch cluster and replay WAL to a time or LSN, proving where it stopped.
+
+    The scratch cluster keeps running (keep_running) for the operator; its port is in the result and artifact.
+    """
+    settings = StackSettings()
+    storage = load_or_default(BackupStorage, storage_block, default_storage(settings))
+    target = parse_target(target_time, target_lsn)
+    manifest = base_backup_for(storage, stanza, backup_id, target.time)
+    result = restore_point_in_time(storage, manifest, key_secret, target, target.describe(), str(settings.clusters_dir))
+    reached, evidence = target_reached(
+        target.time, target.lsn, result.replayed_lsn, result.stop_line, result.last_transaction_at
+    )
+    proof = None
+    try:
+        if proof_query:
+            proof = query_one(f"postgresql://postgres@127.0.0.1:{result.port}/postgres", proof_query)
+    finally:
+        if not keep_running:
+            remove_scratch_cluster(str(result.data_dir), result.port)
+    create_markdown_artifact(
+        key=f"pitr-{stanza}",
+        markdown=(
+            f"# Point-in-time restore: {'target reached' if reached else 'TARGET NOT REACHED'}\n\n"
+            "| field | value |\n|---|---|\n"
+            f"| base backup | {manifest.backup_id} ({manifest.wal_start_lsn}) |\n"
+            f"| target | {target.describe()} |\n"
+            f"| evidence | {evidence} |\n"
+            f"| replayed to | {result.replayed_lsn} |\n"
+            f"| last transaction | {result.last_transaction_at} |\n"
+            f"| restore + replay | {result.seconds:.1f} s |\n"
+            f"| cluster | {'127.0.0.1:' + str(result.port) if keep_running else 'removed'} |\n"
+            f"| proof query | {proof_query or '-'} → {proof} |\n"
+        ),
+    )
+    if not reached or (proof_query and not proof):
+        raise VerificationError(f"PITR of {stanza} to {target.describe()} not proven: {evidence}; proof={proof!r}")
+    return {
+        "port": result.port,
+        "data_dir": str(result.data_dir),
+        "replayed_lsn": result.replayed_lsn,
+        "evidence": evidence,
+        "last_transaction_at": result.last_transaction_at.isoformat() if result.last_transaction_at else None,
+        "seconds": result.seconds,
+        "proof": proof,
+    }
+
+
+CREATE_DRILL_TABLE = (
+    "CREATE TABLE IF NOT EXISTS medianest_dr_drill "
+    "(id bigserial PRIMARY KEY, noted_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+)
+INSERT_DRILL_MARKER = "INSERT INTO medianest_dr_drill DEFAULT VALUES RETURNING id, noted_at"
+COUNT_DRILL_MARKER = "SELECT count(*) FROM medianest_dr_drill WHERE id = %s"
+
+
+def write_drill_marker(dsn: str) -> tuple[int, dt.datetime]:
+    """One row the restore must bring back: the drill's ground truth."""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(CREATE_DRILL_TABLE)
+        row = conn.execute(INSERT_DRILL_MARKER).fetchone()
+    assert row is not None
+    return int(row[0]), row[1]
+
+
+@flow(name="dr-drill", log_prints=True)
+def dr_drill(
+    stanza: str,
+    cluster_dsn: str,
+    database: str = "postgres",
+    app_config: str | None = DEFAULT_APP_CONFIG,
+    storage_block: str | None = None,
+    key_secret: str = DEFAULT_KEY_SECRET,
+    target_time: str | None = None,
+    target_lsn: str | None = None,
+    rto_target_minutes: float = 30,
+    rpo_target_minutes: float = 5,
+    keep_cluster: bool = False,
+) -> dict[str, Any]:
+    """Declare the database lost and get it back from the repository alone, measuring RTO and RPO.
+
+    The live cluster is only read and given one marker row (to know exactly what
+    must come back); the restore goes to a new scratch cluster, never over it.
+    """
+    logger = get_run_logger()
+    settings = StackSettings()
+    storage = load_or_default(BackupStorage, storage_block, default_storage(settings))
+    source_db = psycopg.conninfo.make_conninfo(cluster_dsn, dbname=database)
+    marker_id, marker_at = write_drill_marker(source_db)
+    expected = database_facts(source_db)
+    check_archiving(storage, stanza, cluster_dsn)  # the marker's WAL is in the repository
+    lost_at = dt.datetime.now(dt.UTC)
+    started = time.monotonic()
+    logger.warning("drill: %s declared lost at %s (marker %d)", stanza, lost_at.isoformat(), marker_id)
+    target = parse_target(target_time, target_lsn)
+    manifest = base_backup_for(storage, stanza, "latest", target.time)
+    result: RecoveryResult = restore_point_in_time(
+        storage, manifest, key_secret, target, target.describe(), str(settings.clusters_dir)
+    )
+    problems: list[str] = []
+    try:
+        restored_db = f"postgresql://postgres@127.0.0.1:{result.port}/{database}"
+        if target.time is None and target.lsn is None:  # to the end of the archive: everything must be back
+            if query_one(restored_db, COUNT_DRILL_MARKER, (marker_id,)) != 1:
+                problems.append(f"drill marker {marker_id} written at {marker_at.isoformat()} is missing")
+            actual = database_facts(restored_db)
+            for table, rows in expected.row_counts.items():
+                if actual.row_counts.get(table) != rows:
+                    problems.append(f"{table}: {actual.row_counts.get(table)} rows restored, {rows} at loss")
+        if app_config and database != "postgres":
+            config = load_app_config(app_config)
+            try:
+                run_checks(restored_db, config.database.checks if config.database else [])
+            except ConfigError as exc:
+                problems.append(str(exc))
+        rto = time.monotonic() - started  # restored *and* checked: ready to take traffic
+    finally:
+        if not keep_cluster:
+            remove_scratch_cluster(str(result.data_dir), result.port)
+    recovered_until = result.last_transaction_at or manifest.finished_at
+    rpo = max(0.0, (lost_at - recovered_until).total_seconds())
+    objectives = assess_objectives(rto, rpo, RecoveryObjectives(rto_target_minutes * 60, rpo_target_minutes * 60))
+    create_markdown_artifact(
+        key=f"dr-drill-{stanza}",
+        markdown=(
+            f"# DR drill: {'PASSED' if not problems and objectives.met else 'FAILED'}\n\n"
+            "| measure | achieved | target | status |\n|---|---|---|---|\n"
+            f"| RTO (loss → restored, checked) | {rto:.1f} s | {rto_target_minutes:.0f} min | {objectives.rto_status} |\n"
+            f"| RPO (loss − last recovered commit) | {rpo:.1f} s | {rpo_target_minutes:.0f} min | {objectives.rpo_status} |\n\n"
+            f"Base backup {manifest.backup_id}, replayed to {result.replayed_lsn} ({target.describe()}); "
+            f"last recovered commit {recovered_until.isoformat()}.\n\n"
+            "## Problems\n\n" + ("\n".join(f"- {p}" for p in problems) or "none") + "\n"
+        ),
+    )
+    outcome = {"rto_seconds": rto, "rpo_seconds": rpo, "problems": problems, "marker": marker_id, "met": objectives.met}
+    if problems or not objectives.met:
+        emit_backup_event("medianest.dr-drill.failed", stanza, manifest.backup_id, outcome)
+        raise VerificationError(
+            f"DR drill of {stanza} failed: {problems or 'objectives missed'} (RTO {rto:.0f}s, RPO {rpo:.0f}s)"
+        )
+    emit_backup_event("medianest.dr-drill.passed", stanza, manifest.backup_id, outcome)
+    return outcome
