@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medianest_delivery.cli_backup import backup_app
 from medianest_delivery.errors import DeliveryError
 from medianest_delivery.settings import StackSettings
 from medianest_delivery.stack import export_environment, stack_down, stack_status, stack_up
@@ -20,6 +21,7 @@ stack_app = typer.Typer(
     help="The embedded local stack (dockerd, registry, Prefect server, base image).", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
+app.add_typer(backup_app, name="backup")
 # Digests are long: when not on a terminal (CI logs, pipes), print wide instead of folding.
 console = Console(width=None if sys.stdout.isatty() else 200)
 

@@ -85,8 +85,19 @@ class StackSettings:
 
     @property
     def backups_dir(self) -> Path:
-        """The default (directory) backup repository."""
-        return self.state_dir / "backups"
+        """The default (directory) backup repository; the WAL archiver (the postgres user) writes there too."""
+        override = os.environ.get("MEDIANEST_BACKUP_DIR")
+        if override:
+            return Path(override)
+        return self.clusters_dir / "backups" if os.geteuid() == 0 else self.state_dir / "backups"
+
+    @property
+    def archived_cluster_port(self) -> int:
+        return _env_int("MEDIANEST_ARCHIVED_PG_PORT", 5433)
+
+    @property
+    def backup_key_file(self) -> Path:
+        return self.keys_dir / "backup.key"
 
     @property
     def clusters_dir(self) -> Path:

@@ -374,6 +374,55 @@ class BaseImage:
         return False  # images are data, not processes: `down` keeps them
 
 
+class ArchivedCluster:
+    """A PostgreSQL cluster with WAL archiving into the default backup repository (stanza
+    `medianest-cluster`): the local stand-in for MediaNest's production cluster in base-backup,
+    pitr-restore and dr-drill."""
+
+    name = "archived-postgres"
+    stanza = "medianest-cluster"
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.base = settings.clusters_dir / "archived"
+
+    def cluster(self) -> Any:
+        from medianest_delivery.backup.pgcluster import LocalCluster
+
+        return LocalCluster(self.base / "data", self.settings.archived_cluster_port)
+
+    def status(self) -> ComponentStatus:
+        cluster = self.cluster()
+        where = cluster.dsn()
+        if not (cluster.data_dir / "PG_VERSION").exists():
+            return ComponentStatus(self.name, False, where, False, "not initialised")
+        running = cluster.running()
+        return ComponentStatus(self.name, running, where, running, f"archiving to {self.settings.backups_dir}")
+
+    def start(self) -> None:
+        from medianest_delivery.backup.keys import ensure_backup_key
+        from medianest_delivery.backup.physical import archiving_settings, write_archiver_config
+        from medianest_delivery.backup.repospec import RepositorySpec
+
+        cluster = self.cluster()
+        if not (cluster.data_dir / "PG_VERSION").exists():
+            os.environ.setdefault("PREFECT_API_URL", self.settings.prefect_api_url)
+            key = ensure_backup_key(self.settings)
+            spec = RepositorySpec(kind="directory", path=str(self.settings.backups_dir))
+            config = write_archiver_config(self.base / "archiver", self.stanza, spec, key)
+            cluster.initdb()
+            cluster.configure(archiving_settings(config))
+        if not cluster.running():
+            cluster.start()
+
+    def stop(self) -> bool:
+        cluster = self.cluster()
+        if not cluster.running():
+            return False
+        cluster.stop()
+        return True
+
+
 class EnvironmentRouters:
     """The HAProxy routers that `deliver` starts per environment: shown by status, stopped by down."""
 
@@ -408,6 +457,7 @@ def components(settings: StackSettings) -> list[StackComponent]:
         PrefectServer(settings),
         PrometheusServer(settings),
         S3Emulator(settings),
+        ArchivedCluster(settings),
         BaseImage(settings),
         EnvironmentRouters(settings),
     ]
