@@ -129,6 +129,7 @@ def pitr_restore(
     key_secret: str = DEFAULT_KEY_SECRET,
     keep_running: bool = True,
     proof_query: str | None = None,
+    proof_database: str = "postgres",
 ) -> dict[str, Any]:
     """Restore a base backup into a scratch cluster and replay WAL to a time or LSN, proving where it stopped.
 
@@ -145,7 +146,7 @@ def pitr_restore(
     proof = None
     try:
         if proof_query:
-            proof = query_one(f"postgresql://postgres@127.0.0.1:{result.port}/postgres", proof_query)
+            proof = query_one(f"postgresql://postgres@127.0.0.1:{result.port}/{proof_database}", proof_query)
     finally:
         if not keep_running:
             remove_scratch_cluster(str(result.data_dir), result.port)
