@@ -6,10 +6,12 @@ One run, on the local stack (Prefect server) and a scratch PostgreSQL cluster
 with WAL archiving through our archiver (removed at the end):
 1. pgbench -i --scale N (67 ≈ 1 GB) plus the MediaNest schema (its sanity checks
    run in validation) into the archived cluster; archiving catches up.
-2. baseline: `pg_dump -Fc <db> | zstd -q -o file` (two processes, a pipe), timed.
+2. baseline: `pg_dump -Fc <db> | zstd -q -o file` (two processes, a pipe), and
 3. the nightly-backup flow (snapshot facts, zstd, AES-256-GCM, SHA-256, manifest,
-   directory repository; no replica, config or secrets) on the same database, timed.
-   Prints both throughputs and their ratio (target: flow >= 0.9 x baseline).
+   directory repository; no replica, config or secrets) on the same database,
+   alternating, twice each, after VACUUM FREEZE and with the archiver idle.
+   Prints the best of each, their throughputs and the ratio (target: flow >= 0.9x
+   baseline), and the dump stage alone (the flow minus Prefect's fixed cost).
 4. validate-backup: checksums, restore into a scratch database, compare, checks (time).
 5. base-backup, 2,000 pgbench transactions, then pitr-restore to the end of the
    archive into another scratch cluster (time to a promoted, queryable cluster).
@@ -129,33 +131,61 @@ def main() -> None:
         )
         print(f"   database size {size / 1e9:.2f} GB")
 
-        print("2. baseline: pg_dump -Fc | zstd > file")
-        with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
-            out = Path(tmp) / "bench.dump.zst"
+        # Hint bits: the first full read after a bulk load rewrites every page (and, with data
+        # checksums, WAL-logs it), which would load the archiver during whichever run came first.
+        subprocess.run(
+            [
+                pg_tool("vacuumdb"),
+                "--freeze",
+                "--analyze",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(cluster.port),
+                "-U",
+                "postgres",
+                "bench",
+            ],
+            check=True,
+            capture_output=True,
+        )
 
-            def baseline() -> None:
+        def quiet() -> None:  # the archiver idle before each timed run
+            wait_for_segment(repo, stanza, switch_wal(cluster.dsn()), timeout=1800)
+
+        def baseline() -> int:
+            with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
+                out = Path(tmp) / "bench.dump.zst"
                 dump = subprocess.Popen([pg_tool("pg_dump"), "-Fc", "--dbname", dsn], stdout=subprocess.PIPE)
                 subprocess.run(["zstd", "-q", "-o", str(out)], stdin=dump.stdout, check=True)
                 assert dump.stdout is not None
                 dump.stdout.close()
                 if dump.wait() != 0:
                     raise RuntimeError("pg_dump failed")
+                return out.stat().st_size
 
-            baseline_s, _ = timed("pg_dump -Fc | zstd", baseline)
-            baseline_bytes = out.stat().st_size
-
-        print("3. nightly-backup flow (directory repository)")
-        flow_s, manifest = timed(
-            "nightly-backup",
-            lambda: nightly_backup(
+        def backup_flow() -> object:
+            return nightly_backup(
                 database_url=dsn,
                 stanza=stanza,
                 storage_block=storage_name,
                 replicate=False,
                 include_configuration=False,
                 include_secrets=False,
-            ),
-        )
+            )
+
+        print("2-3. baseline `pg_dump -Fc | zstd > file` and the nightly-backup flow, alternating, twice each")
+        baseline_runs, flow_runs = [], []
+        for _ in range(2):
+            quiet()
+            seconds, baseline_bytes = timed("pg_dump -Fc | zstd", baseline)
+            baseline_runs.append(seconds)
+            quiet()
+            seconds, manifest = timed("nightly-backup flow", backup_flow)
+            flow_runs.append(seconds)
+        baseline_s, flow_s = min(baseline_runs), min(flow_runs)
+        dump_s = manifest.duration_s  # type: ignore[attr-defined]
+
         print("4. validate-backup")
         validate_s, record = timed(
             "validate-backup",
@@ -207,7 +237,9 @@ def main() -> None:
         print(f"{'':28}{'seconds':>10}{'MB/s':>10}{'stored MB':>12}")
         print(f"{'pg_dump -Fc | zstd':28}{baseline_s:>10.1f}{mb / baseline_s:>10.1f}{baseline_bytes / 1e6:>12.1f}")
         print(f"{'nightly-backup flow':28}{flow_s:>10.1f}{mb / flow_s:>10.1f}{manifest.size / 1e6:>12.1f}")  # type: ignore[attr-defined]
-        print(f"throughput ratio flow / baseline: {baseline_s / flow_s:.2f}x (target ≥ 0.90x)")
+        print(f"{'  of which the dump stage':28}{dump_s:>10.1f}{mb / dump_s:>10.1f}")
+        print(f"throughput ratio flow / baseline: {baseline_s / flow_s:.2f}x (target >= 0.90x; best of 2 each)")
+        print(f"throughput ratio dump stage / baseline: {baseline_s / dump_s:.2f}x")
         print(
             f"validate-backup (verify + restore + compare): {validate_s:.1f} s, pg_restore {record.restore_seconds:.1f} s"
         )  # type: ignore[attr-defined]

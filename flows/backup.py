@@ -142,7 +142,10 @@ def nightly_backup(
             if include_secrets:
                 extras.append(backup_secrets(primary, stanza_name, key_secret))
             retention = []
-            for kind in (BackupKind.LOGICAL, BackupKind.CONFIG, BackupKind.SECRETS):
+            kinds = [BackupKind.LOGICAL]
+            kinds += [BackupKind.CONFIG] if include_configuration else []
+            kinds += [BackupKind.SECRETS] if include_secrets else []
+            for kind in kinds:
                 retention += apply_retention(primary, stanza_name, kind.value, policy, retention_dry_run)
                 if replicate and kind is BackupKind.LOGICAL:
                     retention += apply_retention(replica, stanza_name, kind.value, policy, retention_dry_run)

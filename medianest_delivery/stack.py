@@ -397,7 +397,14 @@ class ArchivedCluster:
         if not (cluster.data_dir / "PG_VERSION").exists():
             return ComponentStatus(self.name, False, where, False, "not initialised")
         running = cluster.running()
-        return ComponentStatus(self.name, running, where, running, f"archiving to {self.settings.backups_dir}")
+        return ComponentStatus(
+            self.name, running, where, self.marker.exists(), f"archiving to {self.settings.backups_dir}"
+        )
+
+    @property
+    def marker(self) -> Path:
+        """Present while this state dir's `stack up` owns the running cluster (shared like dockerd)."""
+        return self.settings.state_dir / "run" / f"{self.name}.started"
 
     def start(self) -> None:
         from medianest_delivery.backup.keys import ensure_backup_key
@@ -414,8 +421,13 @@ class ArchivedCluster:
             cluster.configure(archiving_settings(config))
         if not cluster.running():
             cluster.start()
+            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            self.marker.touch()
 
     def stop(self) -> bool:
+        if not self.marker.exists():
+            return False
+        self.marker.unlink()
         cluster = self.cluster()
         if not cluster.running():
             return False
