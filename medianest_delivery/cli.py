@@ -116,9 +116,11 @@ def demo_command(
     _print_status(settings)
     os.environ.update(export_environment(settings))
     from medianest_delivery.demo import run_delivery_demo
+    from medianest_delivery.demo_recovery import run_recovery_demo
 
     try:
         run_delivery_demo(console, settings, str(app_config))
+        run_recovery_demo(console, settings, str(app_config))
     except DeliveryError as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         raise typer.Exit(1) from exc
