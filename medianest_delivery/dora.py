@@ -228,3 +228,56 @@ def compute_dora(
         ),
     ]
     return DoraReport(window_start, window_end, count, len(failed), metrics)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.lstrip("v").split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """The fields of a release-history event the DORA maths needs."""
+
+    at: dt.datetime
+    version: str
+    commit_time: dt.datetime | None
+    event: str
+    flow_run_id: str | None
+
+
+def deployments_from_events(records: list[ReleaseRecord]) -> list[Deployment]:
+    """One Deployment per production rollout that ended promoted or rolled back.
+
+    A promotion of a version older than the one running is the rollback flow
+    putting a good release back: it is remediation, and it ends the failure of
+    the release it replaced.
+    """
+    started: dict[str | None, dt.datetime] = {}
+    running: str | None = None
+    deployments = []
+    for record in sorted(records, key=lambda r: r.at):
+        if record.event == "deploy-started":
+            started[record.flow_run_id] = record.at
+        elif record.event in ("promoted", "rolled-back"):
+            remediation = (
+                record.event == "promoted"
+                and running is not None
+                and _version_key(record.version) < _version_key(running)
+            )
+            deployments.append(
+                Deployment(
+                    version=record.version,
+                    committed_at=record.commit_time,
+                    started_at=started.pop(record.flow_run_id, record.at),
+                    finished_at=record.at,
+                    rolled_back=record.event == "rolled-back",
+                    remediation=remediation,
+                )
+            )
+            if record.event == "promoted":
+                running = record.version
+    return deployments

@@ -29,6 +29,7 @@ class StackSettings:
     registry_port: int = field(default_factory=lambda: _env_int("MEDIANEST_REGISTRY_PORT", 5000))
     prefect_port: int = field(default_factory=lambda: _env_int("MEDIANEST_PREFECT_PORT", 4200))
     prometheus_port: int = field(default_factory=lambda: _env_int("MEDIANEST_PROMETHEUS_PORT", 9090))
+    pushgateway_port: int = field(default_factory=lambda: _env_int("MEDIANEST_PUSHGATEWAY_PORT", 9091))
     s3_port: int = field(default_factory=lambda: _env_int("MEDIANEST_S3_PORT", 9300))
     base_image: str = field(default_factory=lambda: os.environ.get("MEDIANEST_BASE_IMAGE", "medianest/base:bookworm"))
     debian_mirror: str = field(
@@ -108,3 +109,7 @@ class StackSettings:
         if os.geteuid() == 0:  # /root is not reachable for the postgres user
             return Path("/var/lib/postgresql/medianest-delivery")
         return self.state_dir / "clusters"
+
+    @property
+    def pushgateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.pushgateway_port}"

@@ -248,6 +248,32 @@ class PrefectServer(_ManagedProcess):
         return [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(self.settings.prefect_port)]
 
 
+class Pushgateway(_ManagedProcess):
+    """Debian's prometheus-pushgateway: where batch flows (dora-report) push their metrics."""
+
+    name = "pushgateway"
+
+    def where(self) -> str:
+        return self.settings.pushgateway_url
+
+    def probe(self) -> bool:
+        try:
+            return httpx.get(f"{self.where()}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def argv(self) -> list[str]:
+        binary = which_or_raise("prometheus-pushgateway", "Install Debian's prometheus-pushgateway (make deps).")
+        data = self.settings.state_dir / "pushgateway"
+        data.mkdir(parents=True, exist_ok=True)
+        return [
+            binary,
+            f"--web.listen-address=127.0.0.1:{self.settings.pushgateway_port}",
+            f"--persistence.file={data / 'metrics'}",
+            "--persistence.interval=5s",
+        ]
+
+
 class S3Emulator(_ManagedProcess):
     """moto's server mode: an S3-compatible endpoint on 127.0.0.1 (in memory; an emulator, not AWS)."""
 
@@ -298,6 +324,13 @@ class PrometheusServer(_ManagedProcess):
                 {
                     "job_name": "medianest",
                     "file_sd_configs": [{"files": [str(targets / "app-*.json")], "refresh_interval": "1s"}],
+                },
+                {
+                    # DORA metrics pushed by the dora-report flow; keep their app/environment labels.
+                    "job_name": "pushgateway",
+                    "honor_labels": True,
+                    "scrape_interval": "15s",
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.settings.pushgateway_port}"]}],
                 },
                 {
                     "job_name": "haproxy",
@@ -468,6 +501,7 @@ def components(settings: StackSettings) -> list[StackComponent]:
         OciRegistry(settings),
         PrefectServer(settings),
         PrometheusServer(settings),
+        Pushgateway(settings),
         S3Emulator(settings),
         ArchivedCluster(settings),
         BaseImage(settings),

@@ -109,3 +109,31 @@ def test_frequency_bands(per_day: float, band: Band) -> None:
 )
 def test_failure_rate_bands(ratio: float, band: Band) -> None:
     assert ratio_band(ratio, 0.05, 0.10, 0.15) is band
+
+
+def test_history_events_become_deployments() -> None:
+    """deploy-started..promoted pairs by flow run; a rolled-back rollout fails; an older version promoted is remediation."""
+    from medianest_delivery.dora import ReleaseRecord, deployments_from_events
+
+    c = at(8)
+    records = [
+        ReleaseRecord(at(9), "1.0.0", c, "deploy-started", "r1"),
+        ReleaseRecord(at(9.1), "1.0.0", c, "promoted", "r1"),
+        ReleaseRecord(at(10), "1.1.0", c, "deploy-started", "r2"),
+        ReleaseRecord(at(10.2), "1.1.0", c, "rolled-back", "r2"),
+        ReleaseRecord(at(11), "2.0.0", c, "deploy-started", "r3"),
+        ReleaseRecord(at(11.1), "2.0.0", c, "promoted", "r3"),
+        ReleaseRecord(at(11.5), "1.0.0", c, "deploy-started", "r4"),
+        ReleaseRecord(at(11.6), "1.0.0", c, "promoted", "r4"),
+        ReleaseRecord(at(12), "2.1.0", c, "approved", "r5"),
+    ]
+    deployments = deployments_from_events(records)
+    assert [(d.version, d.rolled_back, d.remediation) for d in deployments] == [
+        ("1.0.0", False, False),
+        ("1.1.0", True, False),
+        ("2.0.0", False, False),
+        ("1.0.0", False, True),
+    ]
+    assert deployments[1].started_at == at(10)
+    report = compute_dora(deployments, DAY, DAY + dt.timedelta(days=1))
+    assert report.failures == 2  # 1.1.0 rolled back; 2.0.0 undone by the rollback flow
