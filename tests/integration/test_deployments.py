@@ -1,11 +1,17 @@
-"""`prefect deploy --all` registers every deployment of prefect.yaml on the stack's Prefect server."""
+"""Deployments the way MediaNest runs them: `prefect deploy --all`, a process worker, and
+`prefect deployment run ... --watch` from a shell whose exit status CI can use."""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,37 +28,127 @@ EXPECTED_SCHEDULES = {
     "base-backup/daily": "30 1 * * *",
     "verify-repository/daily": "0 5 * * *",
     "dr-drill/weekly": "0 6 * * 0",
+    "dora-report/daily": "0 7 * * *",
     "preview-cleanup/nightly": "30 3 * * *",
 }
 
 
-@pytest.fixture(scope="module")
-def deployed() -> dict[str, object]:
-    settings = StackSettings()
-    stack_up(settings, {"prefect-server"})
-    env = {**os.environ, "PREFECT_API_URL": settings.prefect_api_url, "MEDIANEST_DELIVERY_HOME": str(REPO_ROOT)}
-    for argv in (
-        [PREFECT, "work-pool", "create", "medianest-process", "--type", "process", "--overwrite"],
-        [PREFECT, "--no-prompt", "deploy", "--all"],
-    ):
-        done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-        assert done.returncode == 0, done.stdout + done.stderr
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+def stack_env(settings: StackSettings) -> dict[str, str]:
+    return {**os.environ, "PREFECT_API_URL": settings.prefect_api_url, "MEDIANEST_DELIVERY_HOME": str(REPO_ROOT)}
 
-    # prefect read its settings at import: point this client at the stack's server explicitly
-    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}), get_client(sync_client=True) as client:
+
+def prefect_cli(argv: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PREFECT, *argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def api_client(url: str) -> Any:
+    """A client for `url`: prefect read its settings at import, so point it there explicitly."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    return SyncPrefectClient(url)
+
+
+@pytest.fixture(scope="module")
+def settings() -> StackSettings:
+    stack = StackSettings()
+    stack_up(stack, {"prefect-server", "pushgateway"})
+    return stack
+
+
+@pytest.fixture(scope="module")
+def deployed(settings: StackSettings) -> dict[str, Any]:
+    env = stack_env(settings)
+    for argv in (
+        ["work-pool", "create", "medianest-process", "--type", "process", "--overwrite"],
+        ["--no-prompt", "deploy", "--all"],
+    ):
+        done = prefect_cli(argv, env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    with api_client(settings.prefect_api_url) as client:
         flows = {f.id: f.name for f in client.read_flows()}
         return {f"{flows[d.flow_id]}/{d.name}": d for d in client.read_deployments()}
 
 
-def test_disaster_recovery_schedules_are_registered_in_utc(deployed: dict[str, object]) -> None:
+@pytest.fixture(scope="module")
+def worker(
+    deployed: dict[str, Any], settings: StackSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One process worker on the pool, as an operator would start it."""
+    name = f"it-worker-{uuid.uuid4().hex[:6]}"
+    log = (tmp_path_factory.mktemp("worker") / "worker.log").open("w")
+    proc = subprocess.Popen(
+        [PREFECT, "worker", "start", "--pool", "medianest-process", "--name", name],
+        cwd=REPO_ROOT,
+        env=stack_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    yield name
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)
+    log.close()
+
+
+def test_disaster_recovery_and_dora_schedules_are_registered_in_utc(deployed: dict[str, Any]) -> None:
     for name, cron in EXPECTED_SCHEDULES.items():
         assert name in deployed, f"{name} not registered"
-        schedules = deployed[name].schedules  # type: ignore[attr-defined]
+        schedules = deployed[name].schedules
         assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in schedules] == [(cron, "UTC", True)], name
 
 
-def test_every_deployment_is_on_the_process_pool(deployed: dict[str, object]) -> None:
-    assert {"deliver/production", "build-and-publish/main", "pitr-restore/on-demand"} <= set(deployed)
-    assert {d.work_pool_name for d in deployed.values()} == {"medianest-process"}  # type: ignore[attr-defined]
+def test_every_flow_is_deployed_on_the_process_pool(deployed: dict[str, Any]) -> None:
+    wanted = {
+        "build-and-publish/main",
+        "deliver/production",
+        "deliver/staging",
+        "feature-ci/pull-request",
+        "rollback/production",
+        "nightly-backup/nightly",
+        "validate-backup/nightly",
+        "dr-drill/weekly",
+        "dora-report/daily",
+    }
+    assert wanted <= set(deployed)
+    assert {d.work_pool_name for d in deployed.values()} == {"medianest-process"}
+
+
+def test_a_cli_run_completes_on_the_worker_with_its_artifacts(worker: str, settings: StackSettings) -> None:
+    """`prefect deployment run --watch` exits 0 once the worker has run the flow to Completed."""
+    done = prefect_cli(
+        ["deployment", "run", "dora-report/daily", "--watch", "--watch-timeout", "300"], stack_env(settings)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    match = re.search(r"UUID: ([0-9a-f-]{36})", done.stdout)
+    assert match, done.stdout
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with api_client(settings.prefect_api_url) as client:
+        run = client.read_flow_run(match.group(1))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+    assert run.state is not None
+    assert run.state.is_completed()
+    assert run.work_pool_name == "medianest-process"
+    assert {"dora-medianest-production", "dora-trend-medianest-production"} <= {a.key for a in artifacts}
+
+
+def test_a_failed_run_gives_ci_a_non_zero_exit(worker: str, settings: StackSettings) -> None:
+    done = prefect_cli(
+        [
+            "deployment",
+            "run",
+            "pitr-restore/on-demand",
+            "--param",
+            "backup_id=does-not-exist",
+            "--watch",
+            "--watch-timeout",
+            "300",
+        ],
+        stack_env(settings),
+    )
+    assert done.returncode != 0
+    assert "Failed" in done.stdout

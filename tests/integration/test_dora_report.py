@@ -81,7 +81,6 @@ def test_report_figures_artifacts_and_pushgateway(history: str) -> None:
         keys = {a.key for a in client.read_artifacts()}
     assert {"dora-medianest-production", "dora-trend-medianest-production"} <= keys
 
-
     metrics = httpx.get(f"{settings.pushgateway_url}/metrics", timeout=5).text
     group = 'app="medianest",environment="production",instance="",job="dora-report"'
     assert f"dora_deployments{{{group}}} 3" in metrics
