@@ -113,3 +113,9 @@ class StackSettings:
     @property
     def pushgateway_url(self) -> str:
         return f"http://127.0.0.1:{self.pushgateway_port}"
+
+    @property
+    def prefect_database_url(self) -> str | None:
+        """The Prefect server's database: PostgreSQL as in production (None = Prefect's SQLite)."""
+        value = os.environ.get("MEDIANEST_PREFECT_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/prefect")
+        return None if value in ("", "sqlite") else value

@@ -216,9 +216,18 @@ class OciRegistry(_ManagedProcess):
 
 
 class PrefectServer(_ManagedProcess):
-    """`prefect server start` on 127.0.0.1 with its database under the state dir."""
+    """`prefect server start` on 127.0.0.1, on PostgreSQL as in production (concurrent
+    workers and flows write at once; SQLite serialises them), SQLite on request."""
 
     name = "prefect-server"
+
+    def start(self) -> None:
+        url = self.settings.prefect_database_url
+        if url and not self.probe():
+            from medianest_delivery.migrations import create_database
+
+            create_database(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        super().start()
 
     def where(self) -> str:
         return f"http://127.0.0.1:{self.settings.prefect_port}"
@@ -241,6 +250,11 @@ class PrefectServer(_ManagedProcess):
             "PREFECT_SERVER_API_HOST": "127.0.0.1",
             "PREFECT_SERVER_API_PORT": str(self.settings.prefect_port),
             "PREFECT_UI_API_URL": f"{self.where()}/api",
+            **(
+                {"PREFECT_API_DATABASE_CONNECTION_URL": self.settings.prefect_database_url}
+                if self.settings.prefect_database_url
+                else {}
+            ),
         }
 
     def argv(self) -> list[str]:
