@@ -42,6 +42,7 @@ from medianest_delivery.refs import tag_from_version
 from medianest_delivery.release import ReleaseManifest, load_release_manifest
 from medianest_delivery.settings import StackSettings
 from medianest_delivery.topology import environment_plan, is_preview, release_order
+from tasks.events import RELEASE_FROZEN, RELEASE_PROMOTED, RELEASE_ROLLED_BACK, emit_release_event
 from tasks.rollout import (
     controller,
     decommission,
@@ -350,10 +351,24 @@ def deliver(
             record_release_event(
                 history, environment, manifest_data, event, strategy, f"{failure.component}: {failure.reason}", run_id
             )
+            emit_release_event(
+                RELEASE_FROZEN if event == "frozen" else RELEASE_ROLLED_BACK,
+                environment,
+                manifest.app,
+                manifest.version,
+                {"component": failure.component, "reason": failure.reason, "strategy": strategy, "flow_run_id": run_id},
+            )
         else:
             for outcome in outcomes:
                 decommission(environment, app_config, outcome.component, docker_host)
             record_release_event(history, environment, manifest_data, "promoted", strategy, approval, run_id)
+            emit_release_event(
+                RELEASE_PROMOTED,
+                environment,
+                manifest.app,
+                manifest.version,
+                {"strategy": strategy, "approval": approval, "flow_run_id": run_id},
+            )
         for row in production.measurements:
             row["app"] = manifest.app
         record_measurements(history, "all", production.measurements, f"canary-analysis-{environment}")

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medianest_delivery.cli_backup import backup_app
+from medianest_delivery.cli_ops import automations_app
 from medianest_delivery.errors import DeliveryError
 from medianest_delivery.settings import StackSettings
 from medianest_delivery.stack import export_environment, stack_down, stack_status, stack_up
@@ -22,6 +23,7 @@ stack_app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(backup_app, name="backup")
+app.add_typer(automations_app, name="automations")
 # Digests are long: when not on a terminal (CI logs, pipes), print wide instead of folding.
 console = Console(width=None if sys.stdout.isatty() else 200)
 
