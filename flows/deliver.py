@@ -37,6 +37,7 @@ from flows.strategies import (
 )
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.canary import CanaryThresholds
+from medianest_delivery.charts import canary_chart_markdown
 from medianest_delivery.errors import DeliveryError, VerificationError
 from medianest_delivery.refs import tag_from_version
 from medianest_delivery.release import ReleaseManifest, load_release_manifest
@@ -394,6 +395,16 @@ def deliver(
             + [f"| {o.component} | {o.action} | {o.weights} | {o.reason} |" for o in outcomes]
         ),
     )
+    charted = sorted({p["component"] for p in production.chart_points})
+    if charted:
+        create_markdown_artifact(
+            key=f"canary-analysis-{environment}",
+            description=f"canary analysis of {manifest.app} {manifest.version}",
+            markdown=f"# Canary analysis: {manifest.app} {manifest.version} → {environment}\n\n"
+            + "\n\n".join(
+                canary_chart_markdown(c, [p for p in production.chart_points if p["component"] == c]) for c in charted
+            ),
+        )
     if failure is not None:
         logger.error("rollout of %s %s: %s (%s)", manifest.app, manifest.version, failure.action, failure.reason)
         raise RolloutFailed(f"{failure.action}: {failure.component}: {failure.reason}", summary)

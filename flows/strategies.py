@@ -35,6 +35,7 @@ class RolloutContext:
     metrics: MetricsProvider
     flow_run_id: str
     measurements: list[dict[str, Any]] = field(default_factory=list)
+    chart_points: list[dict[str, Any]] = field(default_factory=list)  # canary vs stable per analysis
 
 
 @dataclass
@@ -86,6 +87,16 @@ def _analyse_until_decided(
                     "flow_run_id": ctx.flow_run_id,
                 }
             )
+        ctx.chart_points.append(
+            {
+                "component": component,
+                "step": step,
+                "weight": weight,
+                "analysis": analysis,
+                "phase": result["phase"],
+                **result.get("chart", {}),
+            }
+        )
         phase = Phase(result["phase"])
         errors_in_a_row = errors_in_a_row + 1 if phase is Phase.ERROR else 0
         waits = waits + 1 if phase is Phase.INCONCLUSIVE else waits

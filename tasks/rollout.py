@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict
 from typing import Any
@@ -11,12 +12,12 @@ from prefect.logging import get_run_logger
 from prefect_docker import DockerHost
 
 from blocks.delivery import MetricsProvider
-from medianest_delivery.analysis import AnalysisScope, observe_step
+from medianest_delivery.analysis import AnalysisScope, observe_step, p95_query
 from medianest_delivery.appconfig import load_app_config
-from medianest_delivery.canary import CanaryThresholds, assess_canary_step
+from medianest_delivery.canary import CanaryThresholds, SliceCounts, assess_canary_step
 from medianest_delivery.environment import EnvironmentController, SlotRelease
 from medianest_delivery.errors import StackError
-from medianest_delivery.prometheus import PrometheusClient
+from medianest_delivery.prometheus import MetricsUnavailable, PrometheusClient
 from medianest_delivery.runtime import DockerRuntime
 from medianest_delivery.settings import StackSettings
 from medianest_delivery.topology import other_slot
@@ -147,7 +148,28 @@ def assess_canary(
         "reasons": decision.reasons,
         "measurements": [{**asdict(m), "phase": m.phase.value} for m in decision.measurements],
         "canary_requests": observation.canary.requests if observation.canary else None,
+        "chart": {
+            "canary_error_rate": _rate(observation.canary),
+            "stable_error_rate": _rate(observation.stable),
+            "canary_p95": observation.canary_p95_seconds,
+            "stable_p95": stable_p95(PrometheusClient(metrics.url, metrics.timeout_seconds), scope, since),
+        },
     }
+
+
+def _rate(counts: SliceCounts | None) -> float | None:
+    return counts.error_rate if counts is not None and counts.requests else None
+
+
+def stable_p95(client: PrometheusClient, scope: AnalysisScope, since: float) -> float | None:
+    """The stable slot's p95 over the same window (for the chart only: the verdict does not use it)."""
+    mirrored = AnalysisScope(scope.environment, scope.component, scope.stable_slot, scope.canary_slot)
+    try:
+        samples = client.query(p95_query(mirrored, max(2, math.ceil(time.time() - since))))
+    except MetricsUnavailable:
+        return None
+    value = samples[0].value if samples else None
+    return None if value is None or math.isnan(value) else value
 
 
 @task(name="claim-environment", task_run_name="claim: {environment}")

@@ -182,6 +182,14 @@ def test_bad_release_rolls_back_and_clients_only_saw_the_canary_share(
     rows = query_rows(f"SELECT metric, query FROM analysis_measurements WHERE environment = '{environment}'")  # noqa: S608
     assert len(rows) >= 5
     assert any(metric == "error-rate" and "http_requests_total" in query for metric, query in rows)
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_latest_artifacts()}
+    chart = str(artifacts[f"canary-analysis-{environment}"].data)
+    assert chart.count("data:image/svg+xml;base64,") == 2  # error rate and p95, canary against stable
+    assert "| 1 | 10% |" in chart  # a table row per analysis of step 1
+    assert "failed |" in chart
 
 
 def query_rows(query: str) -> list[tuple[Any, ...]]:
