@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TOOLS := .tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
-APT_PACKAGES := docker.io docker-registry mmdebstrap git ca-certificates iproute2 haproxy prometheus prometheus-pushgateway postgresql zstd
+APT_PACKAGES := docker.io docker-registry mmdebstrap git ca-certificates iproute2 haproxy prometheus prometheus-pushgateway postgresql zstd chromium
 # Prefect server analytics stay off everywhere this project runs it.
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 

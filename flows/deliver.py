@@ -398,8 +398,8 @@ def deliver(
     charted = sorted({p["component"] for p in production.chart_points})
     if charted:
         create_markdown_artifact(
-            key=f"canary-analysis-{environment}",
-            description=f"canary analysis of {manifest.app} {manifest.version}",
+            key=f"canary-chart-{environment}",
+            description=f"canary against stable: {manifest.app} {manifest.version}",
             markdown=f"# Canary analysis: {manifest.app} {manifest.version} → {environment}\n\n"
             + "\n\n".join(
                 canary_chart_markdown(c, [p for p in production.chart_points if p["component"] == c]) for c in charted

@@ -186,7 +186,7 @@ def test_bad_release_rolls_back_and_clients_only_saw_the_canary_share(
 
     with get_client(sync_client=True) as client:
         artifacts = {a.key: a for a in client.read_latest_artifacts()}
-    chart = str(artifacts[f"canary-analysis-{environment}"].data)
+    chart = str(artifacts[f"canary-chart-{environment}"].data)
     assert chart.count("data:image/svg+xml;base64,") == 2  # error rate and p95, canary against stable
     assert "| 1 | 10% |" in chart  # a table row per analysis of step 1
     assert "failed |" in chart
@@ -446,3 +446,75 @@ def test_bad_deliver_parameters_fail_before_anything_runs(
 def test_missing_manifest_is_named(prefect_harness: None, tmp_path: Path) -> None:
     with pytest.raises(DeliveryError, match=r"release manifest .* does not exist"):
         deliver(release_manifest=str(tmp_path / "nope.json"), auto_approve=True)
+
+
+def test_prefect_ui_shows_the_latest_deliver_run_its_tasks_and_canary_chart(
+    environment: str, releases: dict[str, Path]
+) -> None:
+    """Headless Chromium (Debian's) through Playwright on the stack's Prefect UI: from the flow list
+    to the newest deliver run, its named task runs and its canary chart; screenshots go to
+    test-artifacts/."""
+    from playwright.sync_api import sync_playwright
+
+    from medianest_delivery.stack import stack_up
+    from tests.helpers import REPO_ROOT
+
+    settings = StackSettings()
+    stack_up(settings, {"prefect-server"})
+    # A process of its own against the stack's server (this one talks to the test harness).
+    script = (
+        "import json, sys\n"
+        "from flows.deliver import deliver\n"
+        "summary = deliver(release_manifest=sys.argv[1], environment=sys.argv[2], staging_environment=None,"
+        " auto_approve=True, thresholds=json.loads(sys.argv[3]), monitoring_seconds=4, canary_steps=[20, 100])\n"
+        "print('SUMMARY' + json.dumps({'outcome': summary['outcome'], 'flow_run_id': summary['flow_run_id']}))\n"
+    )
+    backend, frontend = loads(environment, rate=40, seconds=120)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(releases["1.1.0"]), environment, json.dumps(FAST)],
+            cwd=REPO_ROOT,
+            env={**os.environ, "PREFECT_API_URL": settings.prefect_api_url},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        backend.stop()
+        frontend.stop()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads(done.stdout.split("SUMMARY", 1)[1].splitlines()[0])
+    assert summary["outcome"] == "promoted"
+    run_id = summary["flow_run_id"]
+    shots = REPO_ROOT / "test-artifacts"
+    shots.mkdir(exist_ok=True)
+    ui = f"http://127.0.0.1:{settings.prefect_port}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(f"{ui}/flows", wait_until="networkidle")
+            page.get_by_role("link", name="deliver", exact=True).first.click()
+            page.wait_for_load_state("networkidle")
+            page.locator(f'a[href="/runs/flow-run/{run_id}"]').first.click()  # the newest run is listed first
+            page.wait_for_url(f"**/runs/flow-run/{run_id}**")
+            page.wait_for_load_state("networkidle")
+            page.get_by_text("Task Runs", exact=True).click()
+            page.wait_for_load_state("networkidle")
+            page.get_by_text(f"promote: {environment}/backend").first.wait_for(timeout=15000)
+            assert page.get_by_text(f"analysis: {environment}/backend step 1 #1").first.is_visible()
+            page.screenshot(path=str(shots / "ui-deliver-task-runs.png"), full_page=True)
+            page.get_by_text("Artifacts", exact=True).click()
+            page.locator("a", has_text=f"canary-chart-{environment}").first.click()
+            page.wait_for_load_state("networkidle")
+            charts = page.locator('img[src^="data:image/svg+xml"]')
+            charts.first.wait_for(timeout=15000)
+            assert charts.count() == 4  # error rate and p95 for both components
+            assert all(charts.nth(i).evaluate("img => img.naturalWidth") > 0 for i in range(charts.count()))
+            page.screenshot(path=str(shots / "ui-deliver-canary-chart.png"), full_page=True)
+        finally:
+            browser.close()
