@@ -117,12 +117,17 @@ def demo_command(
         raise typer.Exit(1) from exc
     _print_status(settings)
     os.environ.update(export_environment(settings))
+    import datetime as dt
+
     from medianest_delivery.demo import run_delivery_demo
+    from medianest_delivery.demo_ops import run_dora_demo
     from medianest_delivery.demo_recovery import run_recovery_demo
 
+    started = dt.datetime.now(dt.UTC)
     try:
         run_delivery_demo(console, settings, str(app_config))
         run_recovery_demo(console, settings, str(app_config))
+        run_dora_demo(console, settings, started)
     except DeliveryError as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         raise typer.Exit(1) from exc
