@@ -15,6 +15,32 @@ def _run(flow: Any, **parameters: Any) -> tuple[Any, str]:
     return state.result(), str(state.state_details.flow_run_id)
 
 
+SAMPLE_ROWS = 50_000
+SEED_SAMPLE = """
+INSERT INTO media (title, kind)
+SELECT 'Sample title ' || g || ' ' || md5(g::text), (ARRAY['movie', 'series', 'music', 'photo'])[1 + g %% 4]
+FROM generate_series(1, %s) AS g
+"""
+
+
+def seed_catalogue(app_config: str) -> int:
+    """Give the demo's production database something to back up (only when its media table is nearly empty)."""
+    import psycopg
+
+    from medianest_delivery.appconfig import load_app_config
+
+    dsn = load_app_config(app_config).database_url("production")
+    with psycopg.connect(dsn) as conn:
+        exists = conn.execute("SELECT to_regclass('media') IS NOT NULL").fetchone()
+        if not exists or not exists[0]:
+            return 0
+        row = conn.execute("SELECT count(*) FROM media").fetchone()
+        if row is None or row[0] >= 1000:
+            return 0
+        conn.execute(SEED_SAMPLE, (SAMPLE_ROWS,))
+    return SAMPLE_ROWS
+
+
 def run_recovery_demo(console: Console, settings: StackSettings, app_config: str) -> None:
     """Nightly backup of production (with replica), its restore proof, a base backup and a DR drill."""
     from flows.backup import nightly_backup, validate_backup
@@ -23,11 +49,14 @@ def run_recovery_demo(console: Console, settings: StackSettings, app_config: str
     from medianest_delivery.stack import ArchivedCluster
 
     ensure_backup_key(settings)
+    seeded = seed_catalogue(app_config)
     ui = f"http://127.0.0.1:{settings.prefect_port}/runs/flow-run"
     cluster = ArchivedCluster(settings)
     cluster_dsn = cluster.cluster().dsn()
     rows = []
     console.rule("disaster recovery: nightly backup, restore proof, base backup, DR drill")
+    if seeded:
+        console.print(f"(the demo's production catalogue was empty: added {seeded:,} sample media rows to back up)")
     backup, run = _run(nightly_backup, app_config=app_config, environment="production")
     rows.append(
         (
