@@ -93,12 +93,3 @@ def decode_chunks(
         raise VerificationError(f"{name}: zstd data is corrupt after decryption: {exc}") from exc
     if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
         raise VerificationError(f"{name}: SHA-256 {digest.hexdigest()} does not match the manifest's {expected_sha256}")
-
-
-def sha256_of(chunks: Iterable[bytes]) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    for chunk in chunks:
-        digest.update(chunk)
-        size += len(chunk)
-    return digest.hexdigest(), size

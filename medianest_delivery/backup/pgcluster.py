@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -199,14 +198,3 @@ class LocalCluster:
         shutil.rmtree(self.data_dir, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             self.log_file.unlink()
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            probe = run_as_cluster_user(
-                [pg_tool("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], check=False, timeout=10
-            )
-            if probe.returncode == 0:
-                return
-            time.sleep(0.2)
-        raise StackError(f"cluster on port {self.port} not ready after {timeout:.0f}s")

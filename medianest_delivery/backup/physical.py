@@ -33,7 +33,6 @@ from medianest_delivery.backup.pgcluster import (
 from medianest_delivery.backup.repository import BackupRepository
 from medianest_delivery.backup.repospec import RepositorySpec
 from medianest_delivery.backup.walarchive import ArchiverConfig, find_segment, wal_prefix
-from medianest_delivery.backup.walchain import segment_of
 from medianest_delivery.errors import CommandFailedError, ConfigError, StackError, VerificationError
 
 START_POINT = re.compile(r"write-ahead log start point: ([0-9A-F]+/[0-9A-F]+) on timeline (\d+)")
@@ -318,10 +317,6 @@ def _pg_time(text: str) -> dt.datetime | None:
         return dt.datetime.fromisoformat(text.strip())
     except ValueError:
         return None
-
-
-def segment_for(lsn: str, timeline: int, segment_size: int) -> str:
-    return segment_of(lsn, timeline, segment_size).name(segment_size)
 
 
 def query_one(dsn: str, query: str, params: tuple[Any, ...] = ()) -> Any:

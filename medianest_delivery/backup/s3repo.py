@@ -38,6 +38,7 @@ class S3Repository:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.part_size = part_size
+        self.parts_uploaded = 0  # by the last multipart put: how many parts went over the wire
 
     @property
     def location(self) -> str:
