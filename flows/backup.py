@@ -133,10 +133,11 @@ def nightly_backup(
                 manifest = replicate_backup(primary, replica, manifest)
             extras = []
             if include_configuration:
-                files = [
+                files = [  # configuration only: Prometheus's config, not its TSDB
                     str(REPO_ROOT / "prefect.yaml"),
+                    str(REPO_ROOT / "deployments"),
                     str(settings.routers_dir),
-                    str(settings.state_dir / "prometheus"),
+                    str(settings.state_dir / "prometheus" / "prometheus.yml"),
                 ]
                 extras.append(backup_configuration(primary, stanza_name, files, history, key_secret))
             if include_secrets:

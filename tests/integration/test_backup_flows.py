@@ -3,7 +3,9 @@ the S3 emulator (moto server on loopback), under the Prefect test harness."""
 
 from __future__ import annotations
 
+import io
 import socket
+import tarfile
 import threading
 import time
 import uuid
@@ -20,6 +22,7 @@ from prefect_aws import AwsCredentials
 from blocks.backup import BackupStorage
 from flows.backup import nightly_backup, validate_backup
 from medianest_delivery.backup.catalog import backup_ids, list_catalog, load_validation
+from medianest_delivery.backup.codec import decode_chunks
 from medianest_delivery.backup.crypto import HEADER_LENGTH, EncryptionKey
 from medianest_delivery.backup.manifest import ValidationVerdict
 from medianest_delivery.backup.repospec import s3_client
@@ -112,8 +115,15 @@ def test_backup_to_s3_copy_to_directory_then_validate(
     for storage in (primary, replica):
         logical = [e.manifest.backup_id for e in list_catalog(storage.open(), "it-s3", "logical")]
         assert logical == [manifest.backup_id]
-    kinds = {e.manifest.kind for e in list_catalog(primary.open(), "it-s3")}
-    assert kinds == {"logical", "config", "secrets"}
+    catalog = {e.manifest.kind: e.manifest for e in list_catalog(primary.open(), "it-s3")}
+    assert set(catalog) == {"logical", "config", "secrets"}
+    key = EncryptionKey.parse(Secret.load(backup_key).get())
+    config = catalog["config"].objects[0]
+    plain = b"".join(decode_chunks(primary.open().get_chunks(config.key), key, config.key, config.sha256))
+    with tarfile.open(fileobj=io.BytesIO(plain)) as archive:
+        names = archive.getnames()
+    assert {"prefect.yaml", "release-history.json", "deployments/prometheus/alerts.yml"} <= set(names)
+    assert not any(name.startswith("data/") for name in names), "no Prometheus TSDB in a configuration backup"
 
     record = validate_backup(database_url=source_db, stanza="it-s3", storage_block=save(primary), key_secret=backup_key)
     assert record.verdict is ValidationVerdict.PASSED
