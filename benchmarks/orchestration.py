@@ -70,9 +70,9 @@ def main() -> None:
     pool = f"bench-{uuid.uuid4().hex[:6]}"
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-    first_task.from_source(source=str(ROOT), entrypoint="benchmarks/orchestration_flows.py:first_task").deploy(
-        name="latency", work_pool_name=pool, build=False, push=False, print_next_steps=False
-    )
+    deployment_id = first_task.from_source(
+        source=str(ROOT), entrypoint="benchmarks/orchestration_flows.py:first_task"
+    ).deploy(name="latency", work_pool_name=pool, build=False, push=False, print_next_steps=False)
     prefect = str(Path(sys.executable).parent / "prefect")
     worker = subprocess.Popen(
         [prefect, "worker", "start", "--pool", pool, "--name", f"{pool}-worker"],
@@ -107,6 +107,7 @@ def main() -> None:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)
         with get_client(sync_client=True) as client:
+            client.delete_deployment(deployment_id)
             client.delete_work_pool(pool)
 
     per_task_noop = (noop_body - plain_noop) / 200

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from medianest_delivery.settings import StackSettings
 from medianest_delivery.stack import stack_up
@@ -112,7 +113,21 @@ def test_every_flow_is_deployed_on_the_process_pool(deployed: dict[str, Any]) ->
         "dora-report/daily",
     }
     assert wanted <= set(deployed)
-    assert {d.work_pool_name for d in deployed.values()} == {"medianest-process"}
+    declared = prefect_yaml_deployments()
+    assert len(declared) == len(yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"])
+    assert {deployed[name].work_pool_name for name in declared} == {"medianest-process"}
+
+
+def prefect_yaml_deployments() -> set[str]:
+    """'<flow name>/<deployment name>' of every deployment prefect.yaml declares."""
+    import importlib
+
+    names = set()
+    for entry in yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]:
+        path, _, attribute = entry["entrypoint"].partition(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        names.add(f"{getattr(module, attribute).name}/{entry['name']}")
+    return names
 
 
 def test_a_cli_run_completes_on_the_worker_with_its_artifacts(worker: str, settings: StackSettings) -> None:

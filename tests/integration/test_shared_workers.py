@@ -77,4 +77,5 @@ def test_two_workers_share_a_batch_of_runs(tmp_path: Path) -> None:
         for worker in workers:
             worker.wait(30)
         with SyncPrefectClient(settings.prefect_api_url) as client:
+            client.delete_deployment(deployment_id)
             client.delete_work_pool(pool)
