@@ -14,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from blocks.delivery import ReleaseHistoryDatabase
 from blocks.loading import load_or_default
+from medianest_delivery.charts import Series, data_uri, line_chart_svg
 from medianest_delivery.dora import DoraReport, Targets, compute_dora, deployments_from_events
 from medianest_delivery.errors import ConfigError
 from medianest_delivery.settings import StackSettings
@@ -30,6 +31,24 @@ def sparkline(values: list[float | None]) -> str:
     low, high = min(known), max(known)
     span = (high - low) or 1.0
     return "".join("·" if v is None else SPARK[round((v - low) / span * (len(SPARK) - 1))] for v in values)
+
+
+def trend_charts(weeks: list[DoraReport]) -> str:
+    """One small SVG line chart per metric, week by week (oldest first)."""
+    labels = [f"W-{len(weeks) - 1 - i}" if i < len(weeks) - 1 else "this week" for i in range(len(weeks))]
+    images = []
+    for index, metric in enumerate(weeks[-1].metrics):
+        unit = {"per day": "per day"}.get(metric.unit, metric.unit)
+        svg = line_chart_svg(
+            f"{metric.name} ({unit})",
+            unit,
+            [Series("weekly", [w.metrics[index].value for w in weeks])],
+            labels,
+            width=480,
+            height=200,
+        )
+        images.append(f"![{metric.name} by week]({data_uri(svg)})")
+    return "\n\n".join(images)
 
 
 def report_rows(report: DoraReport) -> list[dict[str, str]]:
@@ -101,7 +120,7 @@ def dora_report(
             f"{report.failures} failed. deliver runs in the window: {runs_line}.\n\n"
             "| metric | value | band | target | meets target |\n|---|---|---|---|---|\n"
             f"{table}\n\n## Weekly trend (oldest → newest, {trend_weeks} weeks)\n\n"
-            f"| metric | trend | last week |\n|---|---|---|\n{trend}\n"
+            f"| metric | trend | last week |\n|---|---|---|\n{trend}\n\n{trend_charts(weeks)}\n"
         ),
     )
     if push:

@@ -78,8 +78,10 @@ def test_report_figures_artifacts_and_pushgateway(history: str) -> None:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts()}
-    assert {"dora-medianest-production", "dora-trend-medianest-production"} <= keys
+        latest = {a.key: a for a in client.read_latest_artifacts()}
+    assert "dora-medianest-production" in latest
+    trend = str(latest["dora-trend-medianest-production"].data)
+    assert trend.count("data:image/svg+xml;base64,") == 5  # one weekly chart per metric
 
     metrics = httpx.get(f"{settings.pushgateway_url}/metrics", timeout=5).text
     group = 'app="medianest",environment="production",instance="",job="dora-report"'
