@@ -80,10 +80,9 @@ def main() -> None:
         cluster.configure({**archiving_settings(config), "max_wal_size": "4GB", "shared_buffers": "512MB"})
         cluster.start()
         dsn = cluster.dsn("bench")
+        connection = ["-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres"]
         print(f"1. pgbench -i --scale {args.scale} into an archived cluster on port {cluster.port}")
-        subprocess.run(
-            [pg_tool("createdb"), "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres", "bench"], check=True
-        )
+        subprocess.run([pg_tool("createdb"), *connection, "bench"], check=True)
         timed(
             "load",
             lambda: subprocess.run(
@@ -93,12 +92,7 @@ def main() -> None:
                     "-q",
                     "--scale",
                     str(args.scale),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(cluster.port),
-                    "-U",
-                    "postgres",
+                    *connection,
                     "bench",
                 ],
                 check=True,
@@ -114,12 +108,7 @@ def main() -> None:
             subprocess.run(
                 [
                     pg_tool("psql"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(cluster.port),
-                    "-U",
-                    "postgres",
+                    *connection,
                     "-Atc",
                     "SELECT pg_database_size('bench')",
                     "bench",
@@ -138,12 +127,7 @@ def main() -> None:
                 pg_tool("vacuumdb"),
                 "--freeze",
                 "--analyze",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(cluster.port),
-                "-U",
-                "postgres",
+                *connection,
                 "bench",
             ],
             check=True,
@@ -209,12 +193,7 @@ def main() -> None:
                 "2000",
                 "-c",
                 "2",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(cluster.port),
-                "-U",
-                "postgres",
+                *connection,
                 "bench",
             ],
             check=True,
