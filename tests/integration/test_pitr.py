@@ -23,6 +23,7 @@ from medianest_delivery.backup.walarchive import SUFFIX
 from medianest_delivery.errors import VerificationError
 from medianest_delivery.migrations import apply_migrations, discover_migrations
 from medianest_delivery.settings import StackSettings
+from tasks.pitr import remove_scratch_cluster
 
 pytestmark = pytest.mark.integration
 MIGRATIONS = Path(__file__).resolve().parents[2] / "examples" / "medianest" / "migrations"
@@ -106,7 +107,8 @@ def test_base_backup_then_restore_to_a_point_in_time(archived: Archived) -> None
         assert total == (5001,)
         assert result["evidence"].startswith("recovery stopping before commit")
     finally:
-        LocalCluster(Path(result["data_dir"]), result["port"]).remove()
+        remove_scratch_cluster.fn(result["data_dir"], result["port"])  # cluster, archiver config and key file
+    assert not Path(result["data_dir"]).parent.exists()
 
 
 def test_target_beyond_the_archive_is_refused(archived: Archived) -> None:
