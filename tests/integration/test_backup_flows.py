@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -96,6 +97,20 @@ def save(storage: BackupStorage) -> str:
     return name
 
 
+def database_backup_only(database_url: str, stanza: str, storage_block: str, key_secret: str, **extra: Any) -> Any:
+    """nightly-backup of the database alone: no replica, configuration or secrets backups."""
+    return nightly_backup(
+        database_url=database_url,
+        stanza=stanza,
+        storage_block=storage_block,
+        key_secret=key_secret,
+        replicate=False,
+        include_configuration=False,
+        include_secrets=False,
+        **extra,
+    )
+
+
 def test_backup_to_s3_copy_to_directory_then_validate(
     source_db: str, backup_key: str, s3_endpoint: str, tmp_path: Path
 ) -> None:
@@ -139,17 +154,7 @@ def test_backup_to_s3_copy_to_directory_then_validate(
 
 def test_directory_format_with_parallel_jobs_round_trips(source_db: str, backup_key: str, tmp_path: Path) -> None:
     storage = save(directory_storage(tmp_path))
-    manifest = nightly_backup(
-        database_url=source_db,
-        stanza="it-dir",
-        storage_block=storage,
-        replicate=False,
-        key_secret=backup_key,
-        dump_format="directory",
-        jobs=2,
-        include_configuration=False,
-        include_secrets=False,
-    )
+    manifest = database_backup_only(source_db, "it-dir", storage, backup_key, dump_format="directory", jobs=2)
     assert manifest.dump_format == "directory"
     assert len(manifest.objects) >= 3  # toc.dat plus one file per table's data
     record = validate_backup(database_url=source_db, stanza="it-dir", storage_block=storage, key_secret=backup_key)
@@ -159,15 +164,7 @@ def test_directory_format_with_parallel_jobs_round_trips(source_db: str, backup_
 def test_flipped_byte_fails_validation_and_names_the_object(source_db: str, backup_key: str, tmp_path: Path) -> None:
     storage = directory_storage(tmp_path)
     name = save(storage)
-    manifest = nightly_backup(
-        database_url=source_db,
-        stanza="it-flip",
-        storage_block=name,
-        replicate=False,
-        key_secret=backup_key,
-        include_configuration=False,
-        include_secrets=False,
-    )
+    manifest = database_backup_only(source_db, "it-flip", name, backup_key)
     target = Path(storage.path or "") / manifest.objects[0].key
     data = bytearray(target.read_bytes())
     data[HEADER_LENGTH + 10] ^= 0x40
@@ -183,15 +180,7 @@ def test_flipped_byte_fails_validation_and_names_the_object(source_db: str, back
 def test_wrong_key_is_named_and_nothing_is_deleted(source_db: str, backup_key: str, tmp_path: Path) -> None:
     storage = directory_storage(tmp_path)
     name = save(storage)
-    manifest = nightly_backup(
-        database_url=source_db,
-        stanza="it-key",
-        storage_block=name,
-        replicate=False,
-        key_secret=backup_key,
-        include_configuration=False,
-        include_secrets=False,
-    )
+    manifest = database_backup_only(source_db, "it-key", name, backup_key)
     other = f"it-other-key-{uuid.uuid4().hex[:6]}"
     Secret(value=EncryptionKey.generate().encoded()).save(other)
     with pytest.raises(VerificationError, match=f"key id {manifest.key_id}"):
@@ -247,21 +236,18 @@ def test_second_backup_of_a_stanza_waits_for_the_first(source_db: str, backup_ke
     """While the stanza's lock is held, a backup run waits; once released it completes."""
     storage = directory_storage(tmp_path)
     name = save(storage)
-    kwargs = dict(
-        database_url=source_db,
-        stanza="it-lock",
-        storage_block=name,
-        replicate=False,
-        key_secret=backup_key,
-        include_configuration=False,
-        include_secrets=False,
-    )
+    kwargs: dict[str, Any] = {
+        "database_url": source_db,
+        "stanza": "it-lock",
+        "storage_block": name,
+        "key_secret": backup_key,
+    }
     from tasks.backup import ensure_lock
 
     ensure_lock("backup-it-lock")
     outcome: dict[str, object] = {}
     with concurrency("backup-it-lock", occupy=1, strict=True, lease_duration=60):
-        worker = threading.Thread(target=lambda: outcome.setdefault("manifest", nightly_backup(**kwargs)))
+        worker = threading.Thread(target=lambda: outcome.setdefault("manifest", database_backup_only(**kwargs)))
         worker.start()
         time.sleep(4)
         assert backup_ids(storage.open(), "it-lock") == [], "the second run must not start while the lock is held"
@@ -271,7 +257,7 @@ def test_second_backup_of_a_stanza_waits_for_the_first(source_db: str, backup_ke
         concurrency("backup-it-lock", occupy=1, strict=True, lease_duration=60),
         pytest.raises(DeliveryError, match="stanza it-lock is busy"),
     ):
-        nightly_backup(**kwargs, lock_timeout_seconds=1)
+        database_backup_only(**kwargs, lock_timeout_seconds=1)
 
 
 def test_retention_keeps_the_last_good_backup_when_the_newest_is_broken(
@@ -279,18 +265,15 @@ def test_retention_keeps_the_last_good_backup_when_the_newest_is_broken(
 ) -> None:
     storage = directory_storage(tmp_path)
     name = save(storage)
-    kwargs = dict(
-        database_url=source_db,
-        stanza="it-gfs",
-        storage_block=name,
-        replicate=False,
-        key_secret=backup_key,
-        include_configuration=False,
-        include_secrets=False,
-    )
-    good = nightly_backup(**kwargs)
+    kwargs: dict[str, Any] = {
+        "database_url": source_db,
+        "stanza": "it-gfs",
+        "storage_block": name,
+        "key_secret": backup_key,
+    }
+    good = database_backup_only(**kwargs)
     validate_backup(database_url=source_db, stanza="it-gfs", storage_block=name, key_secret=backup_key)
-    broken = nightly_backup(**kwargs)
+    broken = database_backup_only(**kwargs)
     target = Path(storage.path or "") / broken.objects[0].key
     target.write_bytes(target.read_bytes()[:-1])
     with pytest.raises(VerificationError):
@@ -323,15 +306,7 @@ def test_s3_failing_mid_backup_is_retried_and_resumed(backup_key: str, s3_endpoi
             flaky.credentials = flaky.credentials.model_copy(
                 update={"aws_client_parameters": {"endpoint_url": f"http://{proxy.address}"}}
             )
-            manifest = nightly_backup(
-                database_url=dsn,
-                stanza="it-flaky",
-                storage_block=save(flaky),
-                replicate=False,
-                key_secret=backup_key,
-                include_configuration=False,
-                include_secrets=False,
-            )
+            manifest = database_backup_only(dsn, "it-flaky", save(flaky), backup_key)
         assert proxy.failed >= 1
         assert manifest.objects[0].size > 8 * 1024 * 1024
         part_puts = [p for p in proxy.paths if "partNumber=" in p and p.startswith("PUT")]
