@@ -42,10 +42,32 @@ def _print_status(settings: StackSettings) -> bool:
             "[green]yes[/]" if status.running else "[red]no[/]",
             status.where,
             "yes" if status.started_by_us else "no",
-            status.detail,
+            status.detail + (f"\n[yellow]stale: {status.stale}[/]" if status.stale else ""),
         )
     console.print(table)
+    for status in stack_status(settings):
+        if status.stale:
+            action = "`stack up` restarts it" if status.started_by_us else "started elsewhere: restart it there"
+            console.print(f"[yellow]{status.name} is {status.stale}; {action}[/]")
     return all_up
+
+
+def _bring_stack_up(settings: StackSettings, only: set[str] | None = None) -> None:
+    """`stack up` with a line per component and how long it took (first runs build images)."""
+    timings: list[tuple[str, float]] = []
+
+    def report(name: str, seconds: float) -> None:
+        timings.append((name, seconds))
+        console.print(f"  {name}: ready after {seconds:.1f} s")
+
+    console.print("Bringing the local stack up (the first run builds the base image and the WAL archiver)")
+    try:
+        stack_up(settings, only, report=report)
+    except DeliveryError as exc:
+        console.print(f"[red]stack up failed:[/] {exc}")
+        raise typer.Exit(1) from exc
+    slow = [f"{name} {seconds:.0f} s" for name, seconds in timings if seconds >= 5]
+    console.print(f"stack up took {sum(s for _, s in timings):.1f} s" + (f" ({', '.join(slow)})" if slow else ""))
 
 
 @stack_app.command("up")
@@ -54,11 +76,7 @@ def stack_up_command(
 ) -> None:
     """Start every component that is not already answering (idempotent)."""
     settings = StackSettings()
-    try:
-        stack_up(settings, set(only) if only else None)
-    except DeliveryError as exc:
-        console.print(f"[red]stack up failed:[/] {exc}")
-        raise typer.Exit(1) from exc
+    _bring_stack_up(settings, set(only) if only else None)
     _print_status(settings)
     for key, value in export_environment(settings).items():
         console.print(f"export {key}={value}")
@@ -110,11 +128,7 @@ def demo_command(
 ) -> None:
     """Bring the stack up, run build-and-publish on the sample app, print a summary."""
     settings = StackSettings()
-    try:
-        stack_up(settings)
-    except DeliveryError as exc:
-        console.print(f"[red]stack up failed:[/] {exc}")
-        raise typer.Exit(1) from exc
+    _bring_stack_up(settings)
     _print_status(settings)
     os.environ.update(export_environment(settings))
     import datetime as dt

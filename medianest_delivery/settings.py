@@ -111,6 +111,11 @@ class StackSettings:
         return self.state_dir / "clusters"
 
     @property
+    def tools_dir(self) -> Path:
+        """Installed tools the cluster user runs (the WAL archiver's virtual environment)."""
+        return self.clusters_dir / "tools"
+
+    @property
     def pushgateway_url(self) -> str:
         return f"http://127.0.0.1:{self.pushgateway_port}"
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +27,8 @@ from medianest_delivery.errors import StackError
 from medianest_delivery.proc import run_command, which_or_raise
 from medianest_delivery.settings import StackSettings
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ALERT_RULES = REPO_ROOT / "deployments" / "prometheus" / "alerts.yml"
 BASE_IMAGE_PACKAGES = ("python3", "python3-psycopg", "python3-prometheus-client")
 # Docs and locales are dead weight in container images.
 _DPKG_EXCLUDES = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*", "/usr/share/info/*")
@@ -37,6 +41,20 @@ class ComponentStatus:
     where: str
     started_by_us: bool
     detail: str = ""
+    # Non-empty when what runs was started from another checkout or version of this
+    # project (or is otherwise out of date): `up` restarts it if we own it.
+    stale: str = ""
+
+
+def project_origin() -> dict[str, str]:
+    """Which checkout, interpreter and version of this project is acting now."""
+    from importlib.metadata import version
+
+    return {"checkout": str(REPO_ROOT), "python": sys.executable, "version": version("medianest-delivery")}
+
+
+def describe_origin(origin: dict[str, str]) -> str:
+    return f"checkout {origin.get('checkout', '?')} (version {origin.get('version', '?')})"
 
 
 class StackComponent(Protocol):
@@ -62,9 +80,16 @@ def _pid_alive(pid: int) -> bool:
 
 
 class _ManagedProcess:
-    """A daemon we may start in its own session, with a pid file and a log file."""
+    """A daemon we may start in its own session, with a pid file and a log file.
+
+    Beside the pid file, `<name>.origin.json` records which checkout and version
+    started it. Components that run this project's interpreter or read its files
+    (`runs_from_checkout`) are stale when that origin is not ours: a removed checkout
+    breaks them at their next lazy import, so `up` restarts the ones it owns.
+    """
 
     name = "process"
+    runs_from_checkout = False
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
@@ -97,15 +122,35 @@ class _ManagedProcess:
     def startup_timeout(self) -> float:
         return 60.0
 
+    @property
+    def origin_file(self) -> Path:
+        return self.run_dir / f"{self.name}.origin.json"
+
+    def stale_reason(self) -> str:
+        """Why the process we started is not this checkout's ('' when it is, or does not matter)."""
+        if not self.runs_from_checkout or self.our_pid() is None:
+            return ""
+        try:
+            recorded = json.loads(self.origin_file.read_text())
+        except (FileNotFoundError, ValueError):
+            recorded = {}
+        current = project_origin()
+        if recorded == current:
+            return ""
+        return f"started from {describe_origin(recorded)}, not {describe_origin(current)}"
+
     def status(self) -> ComponentStatus:
         running = self.probe()
         pid = self.our_pid()
         detail = f"pid {pid}" if pid else ("external" if running else "")
-        return ComponentStatus(self.name, running, self.where(), pid is not None, detail)
+        stale = self.stale_reason() if running else ""
+        return ComponentStatus(self.name, running, self.where(), pid is not None, detail, stale)
 
     def start(self) -> None:
         if self.probe():
-            return
+            if not self.stale_reason():
+                return
+            self.stop()  # ours, but from another checkout or version: restart from this one
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{self.name}.log"
@@ -119,6 +164,7 @@ class _ManagedProcess:
                 start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
+        self.origin_file.write_text(json.dumps(project_origin()))
         deadline = time.monotonic() + self.startup_timeout()
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -143,6 +189,7 @@ class _ManagedProcess:
         if _pid_alive(pid):
             os.killpg(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
+        self.origin_file.unlink(missing_ok=True)
         return True
 
 
@@ -220,6 +267,7 @@ class PrefectServer(_ManagedProcess):
     workers and flows write at once; SQLite serialises them), SQLite on request."""
 
     name = "prefect-server"
+    runs_from_checkout = True  # our venv's prefect
 
     def start(self) -> None:
         url = self.settings.prefect_database_url
@@ -292,6 +340,7 @@ class S3Emulator(_ManagedProcess):
     """moto's server mode: an S3-compatible endpoint on 127.0.0.1 (in memory; an emulator, not AWS)."""
 
     name = "s3-emulator"
+    runs_from_checkout = True  # our venv's moto_server
 
     def where(self) -> str:
         return self.settings.s3_endpoint
@@ -308,14 +357,11 @@ class S3Emulator(_ManagedProcess):
         return [str(moto), "-H", "127.0.0.1", "-p", str(self.settings.s3_port)]
 
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ALERT_RULES = REPO_ROOT / "deployments" / "prometheus" / "alerts.yml"
-
-
 class PrometheusServer(_ManagedProcess):
     """Debian's prometheus, scraping every 1 s the targets the runtime writes (file_sd)."""
 
     name = "prometheus"
+    runs_from_checkout = True  # reads this checkout's alert rules
 
     def where(self) -> str:
         return self.settings.prometheus_url
@@ -445,8 +491,26 @@ class ArchivedCluster:
             return ComponentStatus(self.name, False, where, False, "not initialised")
         running = cluster.running()
         return ComponentStatus(
-            self.name, running, where, self.marker.exists(), f"archiving to {self.settings.backups_dir}"
+            self.name,
+            running,
+            where,
+            self.marker.exists(),
+            f"archiving to {self.settings.backups_dir}",
+            self.stale_reason(cluster),
         )
+
+    def stale_reason(self, cluster: Any) -> str:
+        """Why the archive_command is not this checkout's installed archiver ('' when it is)."""
+        from medianest_delivery.backup.archiver_install import current_fingerprint, installed_fingerprint
+
+        command = cluster.auto_setting("archive_command") or ""
+        stable = str(self.settings.tools_dir / "walarchive" / "bin")
+        if not command.startswith(stable):
+            return f"archive_command is not the installed archiver under {stable}"
+        installed, current = installed_fingerprint(self.settings.tools_dir), current_fingerprint()
+        if installed != current:
+            return f"archiver {installed} installed, this checkout builds {current}"
+        return ""
 
     @property
     def marker(self) -> Path:
@@ -454,22 +518,48 @@ class ArchivedCluster:
         return self.settings.state_dir / "run" / f"{self.name}.started"
 
     def start(self) -> None:
-        from medianest_delivery.backup.keys import ensure_backup_key
-        from medianest_delivery.backup.physical import archiving_settings, write_archiver_config
-        from medianest_delivery.backup.repospec import RepositorySpec
+        """Create the cluster all-or-nothing, keep its archiver current, start it.
 
+        initdb and configuration happen in `data.partial`, renamed to `data` only
+        when complete: a run killed at any step leaves nothing the next `up` trips
+        on (a half-made `data` without archiving settings, from older versions,
+        is repaired rather than started on PostgreSQL's default port).
+        """
         cluster = self.cluster()
+        archiving = self._archiving_settings()
         if not (cluster.data_dir / "PG_VERSION").exists():
-            os.environ.setdefault("PREFECT_API_URL", self.settings.prefect_api_url)
-            key = ensure_backup_key(self.settings)
-            spec = RepositorySpec(kind="directory", path=str(self.settings.backups_dir))
-            config = write_archiver_config(self.base / "archiver", self.stanza, spec, key)
-            cluster.initdb()
-            cluster.configure(archiving_settings(config))
+            self._create(cluster, archiving)
+        elif cluster.auto_setting("port") is None:
+            cluster.configure(archiving)
+        elif cluster.auto_setting("archive_command") != archiving["archive_command"]:
+            cluster.configure({"archive_command": archiving["archive_command"]})
+            if cluster.running():
+                cluster.reload()
         if not cluster.running():
             cluster.start()
             self.marker.parent.mkdir(parents=True, exist_ok=True)
             self.marker.touch()
+
+    def _archiving_settings(self) -> dict[str, str | int]:
+        """Backup key, archiver config and the installed archiver, proven as the cluster user."""
+        from medianest_delivery.backup.keys import ensure_backup_key
+        from medianest_delivery.backup.physical import archiving_settings, write_archiver_config
+        from medianest_delivery.backup.repospec import RepositorySpec
+
+        os.environ.setdefault("PREFECT_API_URL", self.settings.prefect_api_url)
+        key = ensure_backup_key(self.settings)
+        spec = RepositorySpec(kind="directory", path=str(self.settings.backups_dir))
+        config = write_archiver_config(self.base / "archiver", self.stanza, spec, key)
+        return archiving_settings(config, tools_dir=self.settings.tools_dir)
+
+    def _create(self, cluster: Any, archiving: dict[str, str | int]) -> None:
+        from medianest_delivery.backup.pgcluster import LocalCluster
+
+        partial = LocalCluster(self.base / "data.partial", cluster.port)
+        shutil.rmtree(partial.data_dir, ignore_errors=True)  # left by a killed `up`: never started
+        partial.initdb()
+        partial.configure(archiving)
+        os.replace(partial.data_dir, cluster.data_dir)
 
     def stop(self) -> bool:
         if not self.marker.exists():
@@ -523,12 +613,23 @@ def components(settings: StackSettings) -> list[StackComponent]:
     ]
 
 
-def stack_up(settings: StackSettings, only: set[str] | None = None) -> list[ComponentStatus]:
-    """Start every component that does not already answer; a second call is a no-op."""
+def stack_up(
+    settings: StackSettings,
+    only: set[str] | None = None,
+    report: Callable[[str, float], None] | None = None,
+) -> list[ComponentStatus]:
+    """Start every component that does not already answer and restart stale ones we own.
+
+    A second call is a no-op. `report(name, seconds)` hears how long each component took
+    (the first run builds the base image and the archiver: minutes, not seconds).
+    """
     for component in components(settings):
         if only and component.name not in only:
             continue
+        started = time.monotonic()
         component.start()
+        if report is not None:
+            report(component.name, time.monotonic() - started)
     return stack_status(settings)
 
 

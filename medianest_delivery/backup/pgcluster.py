@@ -13,11 +13,10 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from medianest_delivery.errors import CommandFailedError, ConfigError, StackError, ToolMissingError
+from medianest_delivery.errors import CommandFailedError, StackError, ToolMissingError
 
 
 def pg_bin_dir() -> Path:
@@ -82,30 +81,17 @@ def run_as_cluster_user(
     return completed
 
 
-def archiver_argv() -> list[str]:
-    """How the cluster user starts this project's WAL archiver (for archive/restore_command).
-
-    Our interpreter may sit where the postgres user cannot reach (a venv under
-    /root); then the system python3 of the same version runs our code and our
-    venv's packages through PYTHONPATH.
-    """
-    project = str(Path(__file__).resolve().parents[2])
-    site = next((p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()), "")
-    candidates = [sys.executable, f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"]
-    for python in candidates:
-        argv = ["env", f"PYTHONPATH={project}:{site}", python, "-m", "medianest_delivery.backup.walarchive"]
-        probe = run_as_cluster_user([*argv, "--help"], timeout=60, check=False)
-        if probe.returncode == 0:
-            return argv
-    raise ConfigError(
-        f"the {cluster_user()} user cannot run this project's WAL archiver with {' or '.join(candidates)}; "
-        "install the project where that user can read it, or give it the same Python version"
-    )
-
-
 def conf_quote(value: str) -> str:
     """A postgresql.conf string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def conf_unquote(raw: str) -> str:
+    """The value of a postgresql.conf literal (the inverse of `conf_quote`; bare words as they are)."""
+    raw = raw.strip()
+    if len(raw) >= 2 and raw[0] == raw[-1] == "'":
+        return raw[1:-1].replace("''", "'").replace("\\\\", "\\")
+    return raw
 
 
 class LocalCluster:
@@ -157,6 +143,21 @@ class LocalCluster:
         with auto.open("a") as conf:
             conf.write(text)
         give_to_cluster_user(auto)
+
+    def auto_setting(self, name: str) -> str | None:
+        """What postgresql.auto.conf sets `name` to (its last line wins); None when it does not."""
+        auto = self.data_dir / "postgresql.auto.conf"
+        value: str | None = None
+        if auto.exists():
+            for line in auto.read_text().splitlines():
+                key, sep, raw = line.partition("=")
+                if sep and key.strip() == name:
+                    value = conf_unquote(raw)
+        return value
+
+    def reload(self) -> None:
+        """Make a running postmaster re-read its configuration (archive_command is reloadable)."""
+        run_as_cluster_user([pg_tool("pg_ctl"), "reload", "-D", str(self.data_dir)])
 
     def start(self, timeout: float = 300) -> None:
         give_to_cluster_user(self.data_dir.parent, recursive=False)  # socket and lock files go there

@@ -21,19 +21,16 @@ from typing import Any
 
 import psycopg
 
+from medianest_delivery.backup.archiver_install import archiver_argv, check_archiver_config
 from medianest_delivery.backup.codec import EncodedObject, decode_chunks, encode_to_file, read_chunks
 from medianest_delivery.backup.crypto import EncryptionKey
 from medianest_delivery.backup.manifest import StoredEntry
-from medianest_delivery.backup.pgcluster import (
-    LocalCluster,
-    archiver_argv,
-    give_to_cluster_user,
-    pg_tool,
-)
+from medianest_delivery.backup.pgcluster import LocalCluster, give_to_cluster_user, pg_tool
 from medianest_delivery.backup.repository import BackupRepository
 from medianest_delivery.backup.repospec import RepositorySpec
 from medianest_delivery.backup.walarchive import ArchiverConfig, find_segment, wal_prefix
 from medianest_delivery.errors import CommandFailedError, ConfigError, StackError, VerificationError
+from medianest_delivery.settings import StackSettings
 
 START_POINT = re.compile(r"write-ahead log start point: ([0-9A-F]+/[0-9A-F]+) on timeline (\d+)")
 END_POINT = re.compile(r"write-ahead log end point: ([0-9A-F]+/[0-9A-F]+)")
@@ -65,9 +62,17 @@ def command_line(argv: list[str]) -> str:
     return " ".join(shlex.quote(arg) for arg in argv)
 
 
-def archiving_settings(config_path: Path, archive_timeout_s: int = 60) -> dict[str, str | int]:
-    """postgresql.conf settings that archive every WAL segment through our archiver."""
-    push = command_line([*archiver_argv(), "push", "--config", str(config_path)])
+def archiving_settings(
+    config_path: Path, archive_timeout_s: int = 60, tools_dir: Path | None = None
+) -> dict[str, str | int]:
+    """postgresql.conf settings that archive every WAL segment through our installed archiver.
+
+    The archiver is installed (or reused) first, and run once as the cluster user
+    against `config_path`: a setting that PostgreSQL would fail on is never returned.
+    """
+    argv = archiver_argv(tools_dir or StackSettings().tools_dir)
+    check_archiver_config(argv, config_path)
+    push = command_line([*argv, "push", "--config", str(config_path)])
     return {
         "wal_level": "replica",
         "archive_mode": "on",
@@ -252,10 +257,16 @@ def restore_base_backup(
 
 
 def recover(
-    cluster: LocalCluster, archiver_config: Path, target: RecoveryTarget, timeout: float = 1800
+    cluster: LocalCluster,
+    archiver_config: Path,
+    target: RecoveryTarget,
+    timeout: float = 1800,
+    tools_dir: Path | None = None,
 ) -> RecoveryResult:
     """Replay archived WAL to `target`, promote, and prove where replay stopped."""
-    fetch = command_line([*archiver_argv(), "fetch", "--config", str(archiver_config)])
+    fetch = command_line(
+        [*archiver_argv(tools_dir or StackSettings().tools_dir), "fetch", "--config", str(archiver_config)]
+    )
     cluster.configure(
         {
             "archive_mode": "off",  # a drill must never write into the production archive

@@ -137,10 +137,17 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--config", type=Path, required=True)
     fetch.add_argument("name")
     fetch.add_argument("target", type=Path)
+    check = sub.add_parser("check", help="read the config and key, list the stanza's WAL (setup check)")
+    check.add_argument("--config", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
         config = ArchiverConfig.read(args.config)
         repository = open_repository(config.repository)
+        if args.command == "check":
+            config.key()
+            count = len(repository.list_objects(wal_prefix(config.stanza) + "/"))
+            print(f"walarchive: {config.stanza} ready, {count} WAL objects archived", file=sys.stderr)
+            return 0
         if args.command == "push":
             print(f"walarchive: stored {push_segment(config, repository, args.path)}", file=sys.stderr)
             return 0
@@ -152,5 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point of the installed archiver (`medianest-walarchive`)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()
