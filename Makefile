@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TOOLS := .tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
-APT_PACKAGES := docker.io docker-registry mmdebstrap git ca-certificates iproute2 haproxy prometheus prometheus-pushgateway postgresql zstd chromium
+APT_PACKAGES := python3 docker.io docker-registry mmdebstrap git ca-certificates iproute2 haproxy prometheus prometheus-pushgateway postgresql zstd chromium
 # Prefect server analytics stay off everywhere this project runs it.
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
@@ -18,15 +18,20 @@ help:
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
+	  echo "==> installing Debian packages (first run only, a few minutes):$$missing"; start=$$(date +%s); \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  echo "<== Debian packages installed in $$(( $$(date +%s) - start )) s"; \
 	fi
 
 $(UV):
-	python3 -m venv $(TOOLS) && $(TOOLS)/bin/pip install -q uv
+	@echo "==> installing uv into $(TOOLS)"; start=$$(date +%s); \
+	python3 -m venv $(TOOLS) && $(TOOLS)/bin/pip install -q uv; \
+	echo "<== uv installed in $$(( $$(date +%s) - start )) s"
 
 python-deps: $(UV)
-	$(UV) sync --frozen --quiet
+	@echo "==> uv sync: the locked Python environment in $(VENV)"; start=$$(date +%s); \
+	$(UV) sync --frozen --quiet; \
+	echo "<== uv sync took $$(( $$(date +%s) - start )) s"
 
 deps: system-deps python-deps
 

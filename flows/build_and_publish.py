@@ -13,6 +13,7 @@ signed until every gate has passed, and every deploy verifies signatures first.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from medianest_delivery.refs import parse_image_reference, require_tag, tag_from
 from medianest_delivery.release import ReleaseImage, ReleaseManifest, ScanSummary, SignatureRef
 from medianest_delivery.settings import StackSettings
 from medianest_delivery.source import SourceInfo, describe_source, tree_digest
-from medianest_delivery.timings import stage_spans
+from medianest_delivery.timings import StageTimings, cached_stages, stage_spans
 from tasks.build import build_image, inspect_base_image, oci_labels, push_image
 from tasks.quality import gate_coverage, run_quality_command
 from tasks.release import publish_release_manifest
@@ -52,11 +53,32 @@ def resolve_source(root: str, git_ref: str | None) -> SourceInfo:
 
 
 @task(name="collect-stage-timings", task_run_name="release: stage timings")
-def collect_stage_timings(flow_run_id: str) -> dict[str, float]:
-    """Wall time per stage of this flow run, from the task runs the server recorded."""
+def collect_stage_timings(flow_run_id: str, task_run_ids: list[str], wait_seconds: float = 30.0) -> StageTimings:
+    """Wall time per stage of this flow run, from the task runs the server recorded.
+
+    The server records task runs from events, a moment after they finish; the
+    last stages (often cache hits that finish in milliseconds) may not be there
+    yet, so this waits until every task run in `task_run_ids` is recorded as
+    finished. Cache hits count too, marked as cached.
+    """
+    wanted = set(task_run_ids)
+    deadline = time.monotonic() + wait_seconds
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])))
-    return stage_spans((r.name, r.start_time, r.end_time) for r in runs if r.start_time and r.end_time)
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)]))
+            )
+            done = [r for r in runs if r.start_time and r.end_time and r.state and r.state.is_final()]
+            missing = wanted - {str(r.id) for r in done}
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    if missing:
+        get_run_logger().warning("%d task runs were not recorded within %.0f s", len(missing), wait_seconds)
+    return StageTimings(
+        seconds=stage_spans((r.name, r.start_time, r.end_time) for r in done if r.start_time and r.end_time),
+        cached=cached_stages((r.name, r.state is not None and r.state.name == "Cached") for r in done),
+    )
 
 
 @task(name="image-reference", task_run_name="push: reference")
@@ -259,6 +281,19 @@ def build_and_publish(
             registry.repository(c.name), digest, [version_tag], public_key, registry, wait_for=[signatures[c.name]]
         )
     verified = {name: future.result() for name, future in verifications.items()}
+    finished = [
+        *quality,
+        *source_scans,
+        source_gate,
+        image_gate,
+        base_image_id,
+        *digests.values(),
+        *image_scans.values(),
+        *sboms.values(),
+        *signatures.values(),
+        *verifications.values(),
+    ]
+    timings = collect_stage_timings(run_id, [str(f.task_run_id) for f in finished])
 
     manifest = ReleaseManifest(
         app=config.name,
@@ -285,7 +320,8 @@ def build_and_publish(
         ],
         quality={"coverage_percent": coverage, "commands": [c.name for c in config.quality.commands]},
         scan=merge_scan_summaries(gates),
-        stage_seconds=collect_stage_timings(run_id),
+        stage_seconds=timings.seconds,
+        cached_stages=timings.cached,
     )
     path = publish_release_manifest(manifest, str(Path(releases_dir or settings.releases_dir)))
     logger.info("release manifest written to %s", path)

@@ -34,7 +34,10 @@ def print_release_summary(console: Console, manifest: ReleaseManifest, settings:
     coverage = manifest.quality.get("coverage_percent")
     if isinstance(coverage, float):
         console.print(f"coverage: {coverage:.1f}%")
-    timings = ", ".join(f"{k} {v:.1f}s" for k, v in manifest.stage_seconds.items())
+    timings = ", ".join(
+        f"{k} {v:.1f}s" + (" (cached)" if k in manifest.cached_stages else "")
+        for k, v in manifest.stage_seconds.items()
+    )
     console.print(f"stages: {timings}")
     ui = f"http://127.0.0.1:{settings.prefect_port}"
     if manifest.flow_run_id:

@@ -70,6 +70,8 @@ class ReleaseManifest(_Model):
     quality: dict[str, object] = Field(default_factory=dict)
     scan: ScanSummary
     stage_seconds: dict[str, float] = Field(default_factory=dict)
+    # Stages whose results all came from Prefect's cache (their seconds are the lookup).
+    cached_stages: list[str] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -445,7 +445,8 @@ class BaseImage:
         mmdebstrap = which_or_raise("mmdebstrap", "Install Debian's mmdebstrap (make deps).")
         out_dir = self.settings.state_dir / "base-image"
         out_dir.mkdir(parents=True, exist_ok=True)
-        tarball = out_dir / "base.tar"
+        tarball = out_dir / "base.partial.tar"  # mmdebstrap picks the format from the name
+        tarball.unlink(missing_ok=True)  # left by a killed run
         argv = [
             mmdebstrap,
             "--variant=apt",
@@ -536,9 +537,9 @@ class ArchivedCluster:
             if cluster.running():
                 cluster.reload()
         if not cluster.running():
-            cluster.start()
             self.marker.parent.mkdir(parents=True, exist_ok=True)
-            self.marker.touch()
+            self.marker.touch()  # before starting: a run killed right after start still owns it
+            cluster.start()
 
     def _archiving_settings(self) -> dict[str, str | int]:
         """Backup key, archiver config and the installed archiver, proven as the cluster user."""

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 Interval = tuple[dt.datetime, dt.datetime]
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Wall seconds per stage, and the stages that were all cache hits."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    cached: list[str] = field(default_factory=list)
 
 
 def covered_seconds(intervals: Iterable[Interval]) -> float:
@@ -42,3 +51,16 @@ def stage_spans(task_runs: Iterable[tuple[str, dt.datetime, dt.datetime]]) -> di
         grouped.setdefault(stage, []).append((start, end))
     ordered = sorted(grouped.items(), key=lambda item: min(s for s, _ in item[1]))
     return {stage: round(covered_seconds(spans), 3) for stage, spans in ordered}
+
+
+def cached_stages(task_runs: Iterable[tuple[str, bool]]) -> list[str]:
+    """Stages whose every task run was a cache hit, in first-seen order.
+
+    >>> cached_stages([("sign: a", True), ("sign: b", True), ("build: a", True), ("build: b", False)])
+    ['sign']
+    """
+    hits: dict[str, bool] = {}
+    for name, cached in task_runs:
+        stage = name.split(":", 1)[0].strip()
+        hits[stage] = hits.get(stage, True) and cached
+    return [stage for stage, all_cached in hits.items() if all_cached]

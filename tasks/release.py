@@ -28,7 +28,10 @@ def release_markdown(manifest: ReleaseManifest, path: str) -> str:
     if manifest.scan.notes:
         lines += ["", "**Notes**", *[f"- {n}" for n in manifest.scan.notes]]
     lines += ["", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {stage} | {seconds:.2f} |" for stage, seconds in manifest.stage_seconds.items()]
+    lines += [
+        f"| {stage} | {seconds:.2f}{' (cached)' if stage in manifest.cached_stages else ''} |"
+        for stage, seconds in manifest.stage_seconds.items()
+    ]
     return "\n".join(lines)
 
 

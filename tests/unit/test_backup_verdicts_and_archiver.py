@@ -158,3 +158,12 @@ def test_cli_exit_codes_are_what_postgresql_expects(archiver: ArchiverConfig, tm
     fresh = tmp_path / "00000001000000000000000A"
     fresh.write_bytes(b"new" * 100)
     assert main(["push", "--config", config, str(fresh)]) == 2
+
+
+def test_check_proves_config_key_and_repository(archiver: ArchiverConfig, tmp_path: Path) -> None:
+    """`check` (run as the cluster user before archive_command is written) fails when the key is unreadable."""
+    config = str(tmp_path / "archiver.json")
+    assert main(["check", "--config", config]) == 0
+    (tmp_path / "archiver.key").unlink()
+    assert main(["check", "--config", config]) == 2
+    assert main(["check", "--config", str(tmp_path / "missing.json")]) == 2
