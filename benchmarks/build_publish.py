@@ -2,10 +2,13 @@
 
     .venv/bin/python benchmarks/build_publish.py [--app-config PATH]
 
-Runs on the local stack (`medianest-delivery stack up` first). Each mode starts
-from the same Docker and trivy cache state: built images and the build cache are
-removed and each mode gets its own trivy cache directory; cold and warm share a
-fresh Prefect result store, so warm reuses exactly what cold recorded.
+Runs on the local stack (`medianest-delivery stack up` first), also while the
+demo's environments run. Each mode starts from the same Docker and trivy cache
+state: the sequential script and the flow each build on a fresh copy of the base
+image (a new image id, so no layer of an image already on the engine is reused),
+the builder cache is pruned, images this benchmark built are removed (never one a
+container uses), and each mode gets its own trivy cache directory; cold and warm
+share a fresh Prefect result store, so warm reuses exactly what cold recorded.
 
 Prints wall times and the ratios against the targets:
   cold flow / sequential script  <= 0.8   (concurrency)
@@ -30,18 +33,51 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_APP = ROOT / "examples" / "medianest" / "delivery.yaml"
+BENCH_LABEL = "org.medianest.benchmark"
+BASE_REPOSITORY = "medianest-bench/base"
 
 
 def reset_docker_cache(docker_host: str) -> None:
-    """Remove images this pipeline built and the builder cache: every mode builds cold."""
+    """Drop the images this benchmark built, and the builder cache; never an image a container uses.
+
+    The demo's environments keep running while this benchmark runs: their images
+    (and the layers under them) stay, and `fresh_base_image` keeps them out of the
+    builds. What this benchmark built carries the label of its fresh base image.
+    """
     import docker
 
     client = docker.DockerClient(base_url=docker_host)
-    for image in client.images.list():
+    in_use = {c.image.id for c in client.containers.list(all=True) if c.image is not None}
+    for image in client.images.list(filters={"label": BENCH_LABEL}):
+        if image.id in in_use:
+            continue
         for tag in image.tags:
-            if tag.startswith(("medianest-build/", "127.0.0.1:")):
-                client.images.remove(tag)  # untag; the base image itself stays
+            if not tag.startswith(BASE_REPOSITORY):
+                client.images.remove(tag)
     client.api.prune_builds()
+    client.close()
+
+
+def fresh_base_image(docker_host: str, base_image: str, label: str) -> str:
+    """The base image under a new image id, so no build reuses layers of images already on this engine."""
+    import io
+
+    import docker
+
+    client = docker.DockerClient(base_url=docker_host)
+    tag = f"{BASE_REPOSITORY}:{label}"
+    dockerfile = f"FROM {base_image}\nLABEL {BENCH_LABEL}={label}\n".encode()
+    client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, pull=False, rm=True)
+    client.close()
+    return tag
+
+
+def remove_images(docker_host: str, tags: list[str]) -> None:
+    import docker
+
+    client = docker.DockerClient(base_url=docker_host)
+    for tag in tags:
+        client.images.remove(tag, noprune=False)
     client.close()
 
 
@@ -244,29 +280,29 @@ def main() -> None:
         work = Path(tmp)
         results_store = {"PREFECT_LOCAL_STORAGE_PATH": str(work / "prefect-results")}
 
+        bases = {
+            mode: fresh_base_image(settings.docker_host, settings.base_image, f"{run_id}-{mode}")
+            for mode in ("seq", "flow")
+        }
         reset_docker_cache(settings.docker_host)
         seq = spawn(
             "sequential",
             args.app_config,
             f"bench-{run_id}-seq",
             work,
-            {**base_env, "TRIVY_CACHE_DIR": str(work / "trivy-seq")},
+            {**base_env, "TRIVY_CACHE_DIR": str(work / "trivy-seq"), "MEDIANEST_BASE_IMAGE": bases["seq"]},
         )
         reset_docker_cache(settings.docker_host)
-        cold = spawn(
-            "cold",
-            args.app_config,
-            f"bench-{run_id}-flow",
-            work,
-            {**base_env, **results_store, "TRIVY_CACHE_DIR": str(work / "trivy-flow")},
-        )
-        warm = spawn(
-            "warm",
-            args.app_config,
-            f"bench-{run_id}-flow",
-            work,
-            {**base_env, **results_store, "TRIVY_CACHE_DIR": str(work / "trivy-flow")},
-        )
+        flow_env = {
+            **base_env,
+            **results_store,
+            "TRIVY_CACHE_DIR": str(work / "trivy-flow"),
+            "MEDIANEST_BASE_IMAGE": bases["flow"],
+        }
+        cold = spawn("cold", args.app_config, f"bench-{run_id}-flow", work, flow_env)
+        warm = spawn("warm", args.app_config, f"bench-{run_id}-flow", work, flow_env)
+        reset_docker_cache(settings.docker_host)
+        remove_images(settings.docker_host, list(bases.values()))
 
     overhead = (cold["flow_run_seconds"] - cold["task_covered_seconds"]) / cold["task_covered_seconds"]
     rows = [
