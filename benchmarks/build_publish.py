@@ -49,11 +49,10 @@ def reset_docker_cache(docker_host: str) -> None:
     client = docker.DockerClient(base_url=docker_host)
     in_use = {c.image.id for c in client.containers.list(all=True) if c.image is not None}
     for image in client.images.list(filters={"label": BENCH_LABEL}):
-        if image.id in in_use:
+        if image.id in in_use or any(tag.startswith(BASE_REPOSITORY) for tag in image.tags):
             continue
-        for tag in image.tags:
-            if not tag.startswith(BASE_REPOSITORY):
-                client.images.remove(tag)
+        # By id with force: drops every tag and pushed-digest reference of an image no container uses.
+        client.images.remove(image.id, force=True)
     client.api.prune_builds()
     client.close()
 
@@ -77,7 +76,7 @@ def remove_images(docker_host: str, tags: list[str]) -> None:
 
     client = docker.DockerClient(base_url=docker_host)
     for tag in tags:
-        client.images.remove(tag, noprune=False)
+        client.images.remove(tag, force=True)
     client.close()
 
 

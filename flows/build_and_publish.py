@@ -72,7 +72,7 @@ def collect_stage_timings(flow_run_id: str, task_run_ids: list[str], wait_second
             missing = wanted - {str(r.id) for r in done}
             if not missing or time.monotonic() > deadline:
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
     if missing:
         get_run_logger().warning("%d task runs were not recorded within %.0f s", len(missing), wait_seconds)
     return StageTimings(
