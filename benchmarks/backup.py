@@ -46,8 +46,8 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=67, help="pgbench scale (67 ≈ 1 GB)")
     args = parser.parse_args()
 
+    from medianest_delivery.localstack.stack import export_environment, stack_up
     from medianest_delivery.settings import StackSettings
-    from medianest_delivery.stack import export_environment, stack_up
 
     settings = StackSettings()
     stack_up(settings, {"prefect-server"})
@@ -99,7 +99,7 @@ def main() -> None:
                 capture_output=True,
             ),
         )
-        from medianest_delivery.migrations import apply_migrations, discover_migrations
+        from medianest_delivery.rollout.migrations import apply_migrations, discover_migrations
 
         apply_migrations(dsn, discover_migrations(ROOT / "examples" / "medianest" / "migrations"))
         repo = storage.open()

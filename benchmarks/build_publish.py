@@ -91,8 +91,8 @@ def run_sequential(app_config: str, namespace: str, work: Path) -> dict[str, Any
     from blocks.signing import SigningKey
     from flows.build_and_publish import BUILDER_ID
     from medianest_delivery.appconfig import load_app_config
+    from medianest_delivery.release.source import describe_source, tree_digest
     from medianest_delivery.settings import StackSettings
-    from medianest_delivery.source import describe_source, tree_digest
     from tasks.build import build_image, inspect_base_image, oci_labels, push_image
     from tasks.quality import gate_coverage, run_quality_command
     from tasks.sbom import file_digests, generate_sbom
@@ -196,8 +196,8 @@ def run_flow(app_config: str, namespace: str, work: Path) -> dict[str, Any]:
     from blocks.registry import OciRegistry
     from blocks.signing import SigningKey
     from flows.build_and_publish import build_and_publish
+    from medianest_delivery.release.timings import covered_seconds
     from medianest_delivery.settings import StackSettings
-    from medianest_delivery.timings import covered_seconds
 
     settings = StackSettings()
     OciRegistry(host=settings.registry_host, namespace=namespace).save(namespace, overwrite=True)
@@ -268,8 +268,8 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(child(args.child, args.app_config, args.namespace, Path(args.work))))
         return
 
+    from medianest_delivery.localstack.stack import export_environment, stack_up
     from medianest_delivery.settings import StackSettings
-    from medianest_delivery.stack import export_environment, stack_up
 
     settings = StackSettings()
     stack_up(settings)

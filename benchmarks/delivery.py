@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     import os
 
+    from medianest_delivery.localstack.stack import export_environment, stack_up
     from medianest_delivery.settings import StackSettings
-    from medianest_delivery.stack import export_environment, stack_up
 
     settings = StackSettings()
     stack_up(settings)
@@ -45,10 +45,10 @@ def main() -> None:
     from flows.build_and_publish import build_and_publish
     from flows.deliver import RolloutFailed, deliver
     from medianest_delivery.appconfig import load_app_config
-    from medianest_delivery.environment import EnvironmentController
-    from medianest_delivery.loadgen import LoadGenerator
-    from medianest_delivery.migrations import drop_database
-    from medianest_delivery.runtime import DockerRuntime
+    from medianest_delivery.rollout.environment import EnvironmentController
+    from medianest_delivery.rollout.loadgen import LoadGenerator
+    from medianest_delivery.rollout.migrations import drop_database
+    from medianest_delivery.rollout.runtime import DockerRuntime
 
     app_config = str(ROOT / "examples" / "medianest" / "delivery.yaml")
     suffix = uuid.uuid4().hex[:6]

@@ -33,8 +33,8 @@ def timed(fn: object) -> float:
 
 
 def main() -> None:
+    from medianest_delivery.localstack.stack import export_environment, stack_up
     from medianest_delivery.settings import StackSettings
-    from medianest_delivery.stack import export_environment, stack_up
 
     settings = StackSettings()
     stack_up(settings, {"prefect-server"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from medianest_delivery.history import ReleaseHistory, ensure_database
+from medianest_delivery.rollout.history import ReleaseHistory, ensure_database
 
 
 class MetricsProvider(Block):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from medianest_delivery.oci import RegistryClient
+from medianest_delivery.release.registry import RegistryClient
 
 
 class OciRegistry(Block):

@@ -13,7 +13,6 @@ import datetime as dt
 import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Literal
 
 import psycopg
@@ -24,8 +23,7 @@ from prefect.concurrency.sync import concurrency
 from blocks.backup import BackupStorage, load_backup_key
 from blocks.delivery import ReleaseHistoryDatabase
 from blocks.loading import load_or_default
-from flows.build_and_publish import DEFAULT_APP_CONFIG
-from medianest_delivery.appconfig import load_app_config
+from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
 from medianest_delivery.backup.catalog import backup_age_seconds, record_validation
 from medianest_delivery.backup.manifest import (
     BackupKind,
@@ -37,7 +35,7 @@ from medianest_delivery.backup.manifest import (
 from medianest_delivery.backup.retention import RetentionPolicy
 from medianest_delivery.backup.verdicts import RecoveryObjectives, assess_objectives
 from medianest_delivery.errors import DeliveryError, VerificationError
-from medianest_delivery.settings import StackSettings
+from medianest_delivery.settings import PROJECT_ROOT, StackSettings
 from tasks.backup import (
     apply_retention,
     backup_configuration,
@@ -55,7 +53,6 @@ from tasks.backup import (
 )
 
 DEFAULT_KEY_SECRET = "medianest-backup-key"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_storage(settings: StackSettings) -> BackupStorage:
@@ -134,8 +131,8 @@ def nightly_backup(
             extras = []
             if include_configuration:
                 files = [  # configuration only: Prometheus's config, not its TSDB
-                    str(REPO_ROOT / "prefect.yaml"),
-                    str(REPO_ROOT / "deployments"),
+                    str(PROJECT_ROOT / "prefect.yaml"),
+                    str(PROJECT_ROOT / "deployments"),
                     str(settings.routers_dir),
                     str(settings.state_dir / "prometheus" / "prometheus.yml"),
                 ]

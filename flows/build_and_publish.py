@@ -29,12 +29,12 @@ from prefect_docker import DockerHost
 from blocks.loading import load_or_default
 from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
-from medianest_delivery.appconfig import AppConfig, load_app_config
-from medianest_delivery.refs import parse_image_reference, require_tag, tag_from_version
-from medianest_delivery.release import ReleaseImage, ReleaseManifest, ScanSummary, SignatureRef
+from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, AppConfig, load_app_config
+from medianest_delivery.release.manifest import ReleaseImage, ReleaseManifest, ScanSummary, SignatureRef
+from medianest_delivery.release.refs import parse_image_reference, require_tag, tag_from_version
+from medianest_delivery.release.source import SourceInfo, describe_source, tree_digest
+from medianest_delivery.release.timings import StageTimings, cached_stages, stage_spans
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.source import SourceInfo, describe_source, tree_digest
-from medianest_delivery.timings import StageTimings, cached_stages, stage_spans
 from tasks.build import build_image, inspect_base_image, oci_labels, push_image
 from tasks.quality import gate_coverage, run_quality_command
 from tasks.release import publish_release_manifest
@@ -42,7 +42,6 @@ from tasks.sbom import file_digests, generate_sbom
 from tasks.scan import gate_security, scan_image, scan_source_sast, scan_source_trivy
 from tasks.signing import attach_sbom, fingerprint, load_public_key_pem, sign_image, verify_image
 
-DEFAULT_APP_CONFIG = str(Path(__file__).resolve().parent.parent / "examples" / "medianest" / "delivery.yaml")
 BUILDER_ID = "https://github.com/medianest/delivery/flows/build-and-publish@v1"
 
 

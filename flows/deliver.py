@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -35,14 +34,14 @@ from flows.strategies import (
     rollout_blue_green,
     rollout_canary,
 )
-from medianest_delivery.appconfig import load_app_config
-from medianest_delivery.canary import CanaryThresholds
+from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
 from medianest_delivery.charts import canary_chart_markdown
 from medianest_delivery.errors import DeliveryError, VerificationError
-from medianest_delivery.refs import tag_from_version
-from medianest_delivery.release import ReleaseManifest, load_release_manifest
+from medianest_delivery.release.manifest import ReleaseManifest, load_release_manifest
+from medianest_delivery.release.refs import tag_from_version
+from medianest_delivery.rollout.judge import CanaryThresholds
+from medianest_delivery.rollout.topology import environment_plan, is_preview, release_order
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.topology import environment_plan, is_preview, release_order
 from tasks.events import RELEASE_FROZEN, RELEASE_PROMOTED, RELEASE_ROLLED_BACK, emit_release_event
 from tasks.rollout import (
     controller,
@@ -61,8 +60,6 @@ from tasks.validation import (
     smoke_test,
     validate_migrations,
 )
-
-DEFAULT_APP_CONFIG = str(Path(__file__).resolve().parent.parent / "examples" / "medianest" / "delivery.yaml")
 
 
 class RolloutFailed(DeliveryError, RuntimeError):

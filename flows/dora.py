@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from blocks.delivery import ReleaseHistoryDatabase
 from blocks.loading import load_or_default
 from medianest_delivery.charts import Series, data_uri, line_chart_svg
-from medianest_delivery.dora import DoraReport, Targets, compute_dora, deployments_from_events
+from medianest_delivery.dora.metrics import DoraReport, Targets, compute_dora, deployments_from_events
 from medianest_delivery.errors import ConfigError
 from medianest_delivery.settings import StackSettings
 from tasks.dora import push_dora_metrics, read_flow_run_history, read_release_history

@@ -12,11 +12,11 @@ from prefect.artifacts import create_link_artifact
 from prefect_docker import DockerHost
 
 from blocks.loading import load_or_default
-from flows.build_and_publish import DEFAULT_APP_CONFIG, build_and_publish
+from flows.build_and_publish import build_and_publish
 from flows.deliver import deliver
-from medianest_delivery.appconfig import load_app_config
-from medianest_delivery.previews import plan_for
-from medianest_delivery.refs import require_git_ref
+from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
+from medianest_delivery.release.refs import require_git_ref
+from medianest_delivery.rollout.previews import plan_for
 from medianest_delivery.settings import StackSettings
 from tasks.rollout import controller
 
@@ -29,7 +29,7 @@ def preview_name(branch: str) -> str:
 
 @task(name="tear-down-preview", task_run_name="tear down {environment}")
 def tear_down_preview(environment: str, app_config: str, docker_host: DockerHost) -> None:
-    from medianest_delivery.migrations import drop_database
+    from medianest_delivery.rollout.migrations import drop_database
 
     env = controller(environment, app_config, docker_host)
     env.tear_down()

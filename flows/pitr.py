@@ -21,8 +21,7 @@ from prefect.concurrency.sync import concurrency
 from blocks.backup import BackupStorage, load_backup_key
 from blocks.loading import load_or_default
 from flows.backup import DEFAULT_KEY_SECRET, default_storage
-from flows.build_and_publish import DEFAULT_APP_CONFIG
-from medianest_delivery.appconfig import load_app_config
+from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
 from medianest_delivery.backup.logical import database_facts
 from medianest_delivery.backup.manifest import BackupKind, BackupManifest
 from medianest_delivery.backup.physical import RecoveryResult, RecoveryTarget, query_one
@@ -30,7 +29,7 @@ from medianest_delivery.backup.retention import RetentionPolicy
 from medianest_delivery.backup.verdicts import RecoveryObjectives, assess_objectives, target_reached
 from medianest_delivery.backup.verify import VerifyReport
 from medianest_delivery.errors import ConfigError, VerificationError
-from medianest_delivery.migrations import run_checks
+from medianest_delivery.rollout.migrations import run_checks
 from medianest_delivery.settings import StackSettings
 from tasks.backup import apply_retention, emit_backup_event, ensure_lock
 from tasks.pitr import (

@@ -11,7 +11,8 @@ from prefect import flow, get_run_logger, task
 
 from blocks.delivery import ReleaseHistoryDatabase
 from blocks.loading import load_or_default
-from flows.deliver import DEFAULT_APP_CONFIG, deliver
+from flows.deliver import deliver
+from medianest_delivery.appconfig import DEFAULT_APP_CONFIG
 from medianest_delivery.errors import ConfigError
 
 

@@ -16,7 +16,7 @@ from prefect.logging import get_run_logger
 from prefect_docker import DockerHost
 
 from blocks.delivery import MetricsProvider
-from medianest_delivery.canary import Action, CanaryThresholds, Phase, decide_action
+from medianest_delivery.rollout.judge import Action, CanaryThresholds, Phase, decide_action
 from tasks.rollout import assess_canary, controller, decommission, deploy_slot, promote, set_traffic
 
 

@@ -15,6 +15,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medianest_delivery.errors import ConfigError
+from medianest_delivery.settings import PROJECT_ROOT
+
+# The sample app: every flow's default `app_config`.
+DEFAULT_APP_CONFIG = str(PROJECT_ROOT / "examples" / "medianest" / "delivery.yaml")
 
 COMPONENT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 

@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The source checkout this package runs from (its examples, deployments and prefect.yaml).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)

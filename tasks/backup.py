@@ -33,7 +33,7 @@ from medianest_delivery.backup.manifest import BackupKind, BackupManifest, new_b
 from medianest_delivery.backup.retention import RetentionPolicy
 from medianest_delivery.backup.verdicts import compare_restore
 from medianest_delivery.errors import ConfigError, DatabaseUnavailableError, RepositoryError, VerificationError
-from medianest_delivery.migrations import create_database, drop_database, run_checks
+from medianest_delivery.rollout.migrations import create_database, drop_database, run_checks
 from tasks.policies import retry_on
 
 # Faults that go away (a restarted database, an S3 hiccup); resumed uploads make retries cheap.

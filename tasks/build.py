@@ -11,7 +11,7 @@ from prefect_docker import DockerHost
 
 from blocks.registry import OciRegistry
 from medianest_delivery.errors import CommandFailedError, ConfigError, RegistryError, StackError
-from medianest_delivery.refs import require_digest, require_tag
+from medianest_delivery.release.refs import require_digest, require_tag
 from tasks.policies import CACHE_EXPIRATION, digest_key, retry_on
 
 OCI = "org.opencontainers.image"

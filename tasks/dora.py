@@ -9,8 +9,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.delivery import ReleaseHistoryDatabase
-from medianest_delivery.dora import DoraReport, ReleaseRecord
-from medianest_delivery.history import HistoryUnavailable
+from medianest_delivery.dora.metrics import DoraReport, ReleaseRecord
+from medianest_delivery.rollout.history import HistoryUnavailable
 from tasks.policies import retry_on
 
 BAND_VALUE = {"elite": 4, "high": 3, "medium": 2, "low": 1, "no data": 0}

@@ -8,8 +8,8 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from medianest_delivery.errors import ConfigError, GateFailedError
-from medianest_delivery.gates import GateOutcome, decide_coverage_gate, read_coverage_percent
 from medianest_delivery.proc import run_command
+from medianest_delivery.release.gates import GateOutcome, decide_coverage_gate, read_coverage_percent
 from tasks.policies import CACHE_EXPIRATION, digest_key
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from medianest_delivery.release import ReleaseManifest
+from medianest_delivery.release.manifest import ReleaseManifest
 
 
 def release_markdown(manifest: ReleaseManifest, path: str) -> str:

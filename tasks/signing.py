@@ -14,7 +14,9 @@ from prefect.logging import get_run_logger
 
 from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
-from medianest_delivery.cosign_format import (
+from medianest_delivery.errors import RegistryError, VerificationError
+from medianest_delivery.proc import run_command
+from medianest_delivery.release.cosign_format import (
     CYCLONEDX_MEDIA_TYPE,
     CYCLONEDX_PREDICATE,
     DSSE_MEDIA_TYPE,
@@ -32,8 +34,8 @@ from medianest_delivery.cosign_format import (
     simple_signing_payload,
     slsa_provenance,
 )
-from medianest_delivery.errors import RegistryError, VerificationError
-from medianest_delivery.keys import (
+from medianest_delivery.release.manifest import SignatureRef
+from medianest_delivery.release.signing_keys import (
     KeyPairPem,
     ensure_local_key_pair,
     key_id,
@@ -41,10 +43,8 @@ from medianest_delivery.keys import (
     load_public_key,
     sign_bytes,
 )
-from medianest_delivery.proc import run_command
-from medianest_delivery.release import SignatureRef
+from medianest_delivery.release.verification import VerificationReport, verify_image_evidence
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.verification import VerificationReport, verify_image_evidence
 from tasks.policies import CACHE_EXPIRATION, digest_key, retry_on
 
 REQUIRED_PREDICATES = [SLSA_PROVENANCE_V1, CYCLONEDX_PREDICATE]

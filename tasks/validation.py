@@ -16,16 +16,16 @@ from prefect.logging import get_run_logger
 from blocks.delivery import ReleaseHistoryDatabase
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.errors import ConfigError, GateFailedError
-from medianest_delivery.gates import PERF_REGRESSION_LIMIT, latency_regressed
-from medianest_delivery.loadgen import LoadGenerator
-from medianest_delivery.migrations import (
+from medianest_delivery.proc import run_command
+from medianest_delivery.release.gates import PERF_REGRESSION_LIMIT, latency_regressed
+from medianest_delivery.rollout.loadgen import LoadGenerator
+from medianest_delivery.rollout.migrations import (
     apply_migrations,
     create_database,
     discover_migrations,
     validate_on_scratch_copy,
 )
-from medianest_delivery.previews import plan_for
-from medianest_delivery.proc import run_command
+from medianest_delivery.rollout.previews import plan_for
 from medianest_delivery.settings import StackSettings
 
 

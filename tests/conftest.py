@@ -21,7 +21,7 @@ def stack_settings() -> StackSettings:
 @pytest.fixture(scope="session")
 def local_stack(stack_settings: StackSettings) -> StackSettings:
     """The real dockerd, registry and base image (idempotent: `make test` started them)."""
-    from medianest_delivery.stack import stack_up
+    from medianest_delivery.localstack.stack import stack_up
 
     stack_up(stack_settings, {"docker", "registry", "base-image"})
     os.environ["DOCKER_HOST"] = stack_settings.docker_host

@@ -35,8 +35,8 @@ from packaging.requirements import Requirement
 from medianest_delivery.backup.pgcluster import cluster_user, run_as_cluster_user
 from medianest_delivery.errors import CommandFailedError, ConfigError, StackError
 from medianest_delivery.proc import run_command
+from medianest_delivery.settings import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = PROJECT_ROOT / "medianest_delivery"
 # What walarchive.py imports beyond the standard library (boto3 for S3 repositories).
 ARCHIVER_REQUIREMENTS = ("cryptography", "zstandard", "boto3")

@@ -29,9 +29,9 @@ from medianest_delivery.backup.manifest import ValidationVerdict
 from medianest_delivery.backup.repospec import s3_client
 from medianest_delivery.backup.retention import RetentionPolicy
 from medianest_delivery.errors import ConfigError, DatabaseUnavailableError, DeliveryError, VerificationError
-from medianest_delivery.migrations import apply_migrations, create_database, discover_migrations, drop_database
+from medianest_delivery.localstack.stack import stack_up
+from medianest_delivery.rollout.migrations import apply_migrations, create_database, discover_migrations, drop_database
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.stack import stack_up
 from tasks.backup import apply_retention, dump_database_task
 from tests.flaky_proxy import FlakyProxy
 

@@ -18,8 +18,8 @@ from medianest_delivery.backup.repository import BackupRepository, DirectoryRepo
 from medianest_delivery.backup.repospec import RepositorySpec, open_repository, s3_client
 from medianest_delivery.backup.s3repo import S3Repository
 from medianest_delivery.errors import ConfigError, RepositoryError, VerificationError
+from medianest_delivery.localstack.stack import stack_up
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.stack import stack_up
 from tests.flaky_proxy import FlakyProxy
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,8 @@ from prefect.logging import disable_run_logger
 from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
 from flows.build_and_publish import build_and_publish
-from medianest_delivery.cosign_format import (
+from medianest_delivery.errors import CommandFailedError, ConfigError, GateFailedError, RegistryError, VerificationError
+from medianest_delivery.release.cosign_format import (
     DSSE_MEDIA_TYPE,
     SIGNATURE_ANNOTATION,
     SIMPLE_SIGNING_MEDIA_TYPE,
@@ -26,9 +27,8 @@ from medianest_delivery.cosign_format import (
     signature_tag,
     simple_signing_payload,
 )
-from medianest_delivery.errors import CommandFailedError, ConfigError, GateFailedError, RegistryError, VerificationError
-from medianest_delivery.keys import generate_key_pair, load_private_key, sign_bytes
-from medianest_delivery.release import ReleaseManifest, load_release_manifest
+from medianest_delivery.release.manifest import ReleaseManifest, load_release_manifest
+from medianest_delivery.release.signing_keys import generate_key_pair, load_private_key, sign_bytes
 from medianest_delivery.settings import StackSettings
 from tasks.signing import verify_image
 from tests.helpers import SAMPLE_APP

@@ -23,12 +23,12 @@ from blocks.signing import SigningKey
 from flows.build_and_publish import build_and_publish
 from flows.deliver import RolloutFailed, deliver
 from medianest_delivery.errors import DeliveryError, VerificationError
-from medianest_delivery.history import ReleaseHistory
-from medianest_delivery.loadgen import LoadGenerator, LoadReport
-from medianest_delivery.migrations import drop_database
-from medianest_delivery.previews import plan_for
-from medianest_delivery.release import ReleaseManifest
-from medianest_delivery.runtime import DockerRuntime
+from medianest_delivery.release.manifest import ReleaseManifest
+from medianest_delivery.rollout.history import ReleaseHistory
+from medianest_delivery.rollout.loadgen import LoadGenerator, LoadReport
+from medianest_delivery.rollout.migrations import drop_database
+from medianest_delivery.rollout.previews import plan_for
+from medianest_delivery.rollout.runtime import DockerRuntime
 from medianest_delivery.settings import StackSettings
 from tasks.rollout import controller
 from tests.flaky_proxy import FlakyProxy
@@ -43,7 +43,7 @@ def releases(
     local_stack: StackSettings, prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
     """Two signed releases (1.0.0 and 1.1.0) of the sample app, as manifest files."""
-    from medianest_delivery.stack import stack_up
+    from medianest_delivery.localstack.stack import stack_up
 
     stack_up(local_stack, {"prometheus"})
     tmp = tmp_path_factory.mktemp("deliver")
@@ -308,7 +308,7 @@ def test_flow_killed_mid_canary_converges_on_rerun(
     killed run's environment lock (the test harness's ephemeral server runs no
     such service).
     """
-    from medianest_delivery.stack import stack_up
+    from medianest_delivery.localstack.stack import stack_up
 
     stack_up(local_stack, {"prefect-server"})
     api_url = f"http://127.0.0.1:{local_stack.prefect_port}/api"
@@ -456,7 +456,7 @@ def test_prefect_ui_shows_the_latest_deliver_run_its_tasks_and_canary_chart(
     test-artifacts/."""
     from playwright.sync_api import sync_playwright
 
-    from medianest_delivery.stack import stack_up
+    from medianest_delivery.localstack.stack import stack_up
     from tests.helpers import REPO_ROOT
 
     settings = StackSettings()

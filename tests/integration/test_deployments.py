@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from medianest_delivery.localstack.stack import stack_up
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.stack import stack_up
 from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.integration

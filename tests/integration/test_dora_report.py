@@ -15,10 +15,10 @@ from pydantic import SecretStr
 
 from blocks.delivery import ReleaseHistoryDatabase
 from flows.dora import dora_report
-from medianest_delivery.history import ensure_database
-from medianest_delivery.migrations import drop_database
+from medianest_delivery.localstack.stack import stack_up
+from medianest_delivery.rollout.history import ensure_database
+from medianest_delivery.rollout.migrations import drop_database
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.stack import stack_up
 from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.integration

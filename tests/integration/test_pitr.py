@@ -21,7 +21,7 @@ from medianest_delivery.backup.pgcluster import LocalCluster, free_port
 from medianest_delivery.backup.physical import archiving_settings, wait_for_segment, write_archiver_config
 from medianest_delivery.backup.walarchive import SUFFIX
 from medianest_delivery.errors import VerificationError
-from medianest_delivery.migrations import apply_migrations, discover_migrations
+from medianest_delivery.rollout.migrations import apply_migrations, discover_migrations
 from medianest_delivery.settings import StackSettings
 from tasks.pitr import remove_scratch_cluster
 

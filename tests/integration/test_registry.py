@@ -10,9 +10,14 @@ import pytest
 from prefect import flow
 
 from blocks.registry import OciRegistry
-from medianest_delivery.cosign_format import CYCLONEDX_MEDIA_TYPE, SIMPLE_SIGNING_MEDIA_TYPE, Layer, signature_tag
 from medianest_delivery.errors import RegistryError
-from medianest_delivery.oci import RegistryClient
+from medianest_delivery.release.cosign_format import (
+    CYCLONEDX_MEDIA_TYPE,
+    SIMPLE_SIGNING_MEDIA_TYPE,
+    Layer,
+    signature_tag,
+)
+from medianest_delivery.release.registry import RegistryClient
 from medianest_delivery.settings import StackSettings
 from tasks.signing import attach_sbom
 from tests.flaky_proxy import FlakyProxy

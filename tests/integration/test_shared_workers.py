@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from medianest_delivery.localstack.stack import stack_up
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.stack import stack_up
 from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from medianest_delivery.cli import app
+from medianest_delivery.console.cli import app
+from medianest_delivery.localstack.stack import stack_down, stack_status, stack_up
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.stack import stack_down, stack_status, stack_up
 
 pytestmark = pytest.mark.integration
 

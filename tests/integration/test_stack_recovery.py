@@ -23,8 +23,8 @@ import psycopg
 import pytest
 
 from medianest_delivery.backup.pgcluster import LocalCluster, free_port
+from medianest_delivery.localstack.stack import ArchivedCluster, S3Emulator, project_origin, stack_up
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.stack import ArchivedCluster, S3Emulator, project_origin, stack_up
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,7 @@ CHILD = textwrap.dedent(
     import os, signal, sys
     from medianest_delivery.backup import archiver_install, keys, pgcluster, physical
     from medianest_delivery.settings import StackSettings
-    from medianest_delivery.stack import ArchivedCluster
+    from medianest_delivery.localstack.stack import ArchivedCluster
 
     def die():
         os.kill(os.getpid(), signal.SIGKILL)

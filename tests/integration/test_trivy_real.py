@@ -9,7 +9,7 @@ import pytest
 from prefect.logging import disable_run_logger
 
 from medianest_delivery.errors import ToolMissingError
-from medianest_delivery.findings import Scanner
+from medianest_delivery.release.findings import Scanner
 from medianest_delivery.settings import StackSettings
 from tasks.scan import scan_source_sast, scan_source_trivy
 from tests.helpers import SAMPLE_APP

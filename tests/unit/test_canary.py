@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medianest_delivery.canary import (
+from medianest_delivery.rollout.judge import (
     Action,
     CanaryThresholds,
     Phase,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from medianest_delivery.cosign_format import CYCLONEDX_PREDICATE, SLSA_PROVENANCE_V1
-from medianest_delivery.keys import generate_key_pair
+from medianest_delivery.release.cosign_format import CYCLONEDX_PREDICATE, SLSA_PROVENANCE_V1
+from medianest_delivery.release.signing_keys import generate_key_pair
 from tasks.signing import _sign_with_cosign
 
 FAKE_COSIGN = """#!/usr/bin/env python3

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from medianest_delivery.dora import Band, Deployment, compute_dora, frequency_band, ratio_band
+from medianest_delivery.dora.metrics import Band, Deployment, compute_dora, frequency_band, ratio_band
 
 DAY = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 
@@ -113,7 +113,7 @@ def test_failure_rate_bands(ratio: float, band: Band) -> None:
 
 def test_history_events_become_deployments() -> None:
     """deploy-started..promoted pairs by flow run; a rolled-back rollout fails; an older version promoted is remediation."""
-    from medianest_delivery.dora import ReleaseRecord, deployments_from_events
+    from medianest_delivery.dora.metrics import ReleaseRecord, deployments_from_events
 
     c = at(8)
     records = [

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from medianest_delivery.errors import ConfigError
-from medianest_delivery.findings import Scanner, Severity, count_by_severity, parse_bandit_report, parse_trivy_report
+from medianest_delivery.release.findings import (
+    Scanner,
+    Severity,
+    count_by_severity,
+    parse_bandit_report,
+    parse_trivy_report,
+)
 from tests.helpers import load_fixture
 
 

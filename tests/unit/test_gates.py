@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from medianest_delivery.errors import ConfigError
-from medianest_delivery.findings import Finding, Scanner, Severity, parse_trivy_report
-from medianest_delivery.gates import (
+from medianest_delivery.release.findings import Finding, Scanner, Severity, parse_trivy_report
+from medianest_delivery.release.gates import (
     GateOutcome,
     IgnoreEntry,
     SecurityPolicy,

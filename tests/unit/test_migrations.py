@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from medianest_delivery.errors import ConfigError
-from medianest_delivery.migrations import INCOMPATIBLE_MARKER, discover_migrations, pending
+from medianest_delivery.rollout.migrations import INCOMPATIBLE_MARKER, discover_migrations, pending
 from tests.helpers import SAMPLE_APP
 
 

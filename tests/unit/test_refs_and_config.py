@@ -8,7 +8,7 @@ import pytest
 
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.errors import ConfigError
-from medianest_delivery.refs import parse_image_reference, require_git_ref, require_tag, tag_from_version
+from medianest_delivery.release.refs import parse_image_reference, require_git_ref, require_tag, tag_from_version
 from tests.helpers import SAMPLE_APP
 
 DIGEST = "sha256:" + "0" * 64

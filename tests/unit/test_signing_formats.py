@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from medianest_delivery.cosign_format import (
+from medianest_delivery.errors import ConfigError
+from medianest_delivery.release.cosign_format import (
     CYCLONEDX_PREDICATE,
     DSSE_MEDIA_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
@@ -26,9 +27,14 @@ from medianest_delivery.cosign_format import (
     simple_signing_payload,
     slsa_provenance,
 )
-from medianest_delivery.errors import ConfigError
-from medianest_delivery.keys import generate_key_pair, key_id, load_private_key, load_public_key, sign_bytes
-from medianest_delivery.verification import verify_image_evidence
+from medianest_delivery.release.signing_keys import (
+    generate_key_pair,
+    key_id,
+    load_private_key,
+    load_public_key,
+    sign_bytes,
+)
+from medianest_delivery.release.verification import verify_image_evidence
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from medianest_delivery.errors import CommandFailedError, ConfigError, ToolMissingError
-from medianest_delivery.findings import parse_trivy_report
 from medianest_delivery.proc import run_command
-from medianest_delivery.sarif import build_sarif
-from medianest_delivery.source import describe_source, tree_digest
+from medianest_delivery.release.findings import parse_trivy_report
+from medianest_delivery.release.sarif import build_sarif
+from medianest_delivery.release.source import describe_source, tree_digest
 from tests.helpers import load_fixture
 
 

@@ -7,8 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from medianest_delivery.localstack.stack import PrefectServer, Pushgateway, project_origin
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.stack import PrefectServer, Pushgateway, project_origin
 
 
 def settings_in(tmp_path: Path) -> StackSettings:

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from medianest_delivery.timings import cached_stages, covered_seconds, stage_spans
+from medianest_delivery.release.timings import cached_stages, covered_seconds, stage_spans
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

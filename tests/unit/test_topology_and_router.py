@@ -8,9 +8,9 @@ import pytest
 
 from medianest_delivery.appconfig import Component
 from medianest_delivery.errors import ConfigError
-from medianest_delivery.haproxy import RouterState, new_backend, render_haproxy_config, runtime_commands
-from medianest_delivery.loadgen import require_loopback
-from medianest_delivery.topology import (
+from medianest_delivery.rollout.loadgen import require_loopback
+from medianest_delivery.rollout.router import RouterState, new_backend, render_haproxy_config, runtime_commands
+from medianest_delivery.rollout.topology import (
     PREVIEW_COUNT,
     allocate_preview,
     environment_plan,

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from medianest_delivery.backup.keys import DEFAULT_KEY_SECRET, ensure_backup_key
+from medianest_delivery.localstack.stack import export_environment
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.stack import export_environment
 
 backup_app = typer.Typer(
     help="Backups: encryption key, WAL archiving settings, repository contents.", no_args_is_help=True

@@ -25,10 +25,9 @@ import httpx
 
 from medianest_delivery.errors import StackError
 from medianest_delivery.proc import run_command, which_or_raise
-from medianest_delivery.settings import StackSettings
+from medianest_delivery.settings import PROJECT_ROOT, StackSettings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ALERT_RULES = REPO_ROOT / "deployments" / "prometheus" / "alerts.yml"
+ALERT_RULES = PROJECT_ROOT / "deployments" / "prometheus" / "alerts.yml"
 BASE_IMAGE_PACKAGES = ("python3", "python3-psycopg", "python3-prometheus-client")
 # Docs and locales are dead weight in container images.
 _DPKG_EXCLUDES = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*", "/usr/share/info/*")
@@ -50,7 +49,7 @@ def project_origin() -> dict[str, str]:
     """Which checkout, interpreter and version of this project is acting now."""
     from importlib.metadata import version
 
-    return {"checkout": str(REPO_ROOT), "python": sys.executable, "version": version("medianest-delivery")}
+    return {"checkout": str(PROJECT_ROOT), "python": sys.executable, "version": version("medianest-delivery")}
 
 
 def describe_origin(origin: dict[str, str]) -> str:
@@ -272,7 +271,7 @@ class PrefectServer(_ManagedProcess):
     def start(self) -> None:
         url = self.settings.prefect_database_url
         if url and not self.probe():
-            from medianest_delivery.migrations import create_database
+            from medianest_delivery.rollout.migrations import create_database
 
             create_database(url.replace("postgresql+asyncpg://", "postgresql://", 1))
         super().start()
@@ -582,7 +581,7 @@ class EnvironmentRouters:
         self.settings = settings
 
     def _routers(self) -> list[Any]:
-        from medianest_delivery.haproxy import HAProxyRouter
+        from medianest_delivery.rollout.router import HAProxyRouter
 
         root = self.settings.routers_dir
         return [HAProxyRouter(root, d.name) for d in sorted(root.glob("*")) if d.is_dir()] if root.is_dir() else []

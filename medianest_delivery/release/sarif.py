@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from medianest_delivery.findings import Finding, Scanner, Severity
+from medianest_delivery.release.findings import Finding, Scanner, Severity
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {

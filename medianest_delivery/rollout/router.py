@@ -24,7 +24,7 @@ import httpx
 
 from medianest_delivery.errors import StackError
 from medianest_delivery.proc import run_command, which_or_raise
-from medianest_delivery.topology import MAX_REPLICAS, SLOTS, EnvironmentPlan
+from medianest_delivery.rollout.topology import MAX_REPLICAS, SLOTS, EnvironmentPlan
 
 
 @dataclass

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from medianest_delivery.localstack.stack import export_environment
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.stack import export_environment
 
 automations_app = typer.Typer(help="Prefect automations on release and backup events.", no_args_is_help=True)
 console = Console()
@@ -25,7 +25,7 @@ def apply_command(
     ] = ("medianest-notifications"),
 ) -> None:
     """Create or replace the automations: notify on rollback, failed backup, failed validation, failed drill."""
-    from medianest_delivery.automations import apply_automations, save_webhook_block
+    from medianest_delivery.console.automations import apply_automations, save_webhook_block
 
     os.environ.setdefault("PREFECT_API_URL", export_environment(StackSettings())["PREFECT_API_URL"])
     if webhook_url:

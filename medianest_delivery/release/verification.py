@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from medianest_delivery.cosign_format import (
+from medianest_delivery.release.cosign_format import (
     DSSE_MEDIA_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
     SIGNATURE_ANNOTATION,
@@ -23,7 +23,7 @@ from medianest_delivery.cosign_format import (
     Layer,
     pae,
 )
-from medianest_delivery.keys import verify_bytes
+from medianest_delivery.release.signing_keys import verify_bytes
 
 
 @dataclass

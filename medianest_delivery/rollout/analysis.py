@@ -10,8 +10,8 @@ import math
 import time
 from dataclasses import dataclass
 
-from medianest_delivery.canary import SliceCounts, StepObservation
-from medianest_delivery.prometheus import MetricsUnavailable, PrometheusClient
+from medianest_delivery.rollout.judge import SliceCounts, StepObservation
+from medianest_delivery.rollout.metrics import MetricsUnavailable, PrometheusClient
 
 # Probes and scrapes are not user traffic.
 USER_ROUTES = 'route!~"/health|/ready|/metrics"'

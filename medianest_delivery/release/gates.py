@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medianest_delivery.errors import ConfigError
-from medianest_delivery.findings import Finding, Scanner, Severity
+from medianest_delivery.release.findings import Finding, Scanner, Severity
 
 BLOCKING_BY_DEFAULT = frozenset({Severity.CRITICAL, Severity.HIGH})
 

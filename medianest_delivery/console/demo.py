@@ -8,7 +8,7 @@ from typing import Literal
 from rich.console import Console
 from rich.table import Table
 
-from medianest_delivery.release import ReleaseManifest
+from medianest_delivery.release.manifest import ReleaseManifest
 from medianest_delivery.settings import StackSettings
 
 
@@ -57,8 +57,8 @@ def run_delivery_demo(console: Console, settings: StackSettings, app_config: str
     """v1 to production, v2 by canary, v3 (errors injected) rolled back, v4 by blue-green, under load."""
     from flows.build_and_publish import build_and_publish
     from flows.deliver import RolloutFailed, deliver, validate_in_staging
-    from medianest_delivery.loadgen import LoadGenerator
-    from medianest_delivery.topology import environment_plan
+    from medianest_delivery.rollout.loadgen import LoadGenerator
+    from medianest_delivery.rollout.topology import environment_plan
 
     plan = environment_plan("production")
     rows = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from medianest_delivery.errors import ConfigError
 from medianest_delivery.proc import run_command
-from medianest_delivery.refs import require_git_ref
+from medianest_delivery.release.refs import require_git_ref
 
 # Outputs of the quality gate and tool caches must not change the digest.
 _SKIP_DIRS = {".git", "__pycache__", ".reports", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".venv"}

@@ -11,11 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medianest_delivery.cli_backup import backup_app
-from medianest_delivery.cli_ops import automations_app
+from medianest_delivery.appconfig import DEFAULT_APP_CONFIG as APP_CONFIG
+from medianest_delivery.console.cli_backup import backup_app
+from medianest_delivery.console.cli_ops import automations_app
 from medianest_delivery.errors import DeliveryError
+from medianest_delivery.localstack.stack import export_environment, stack_down, stack_status, stack_up
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.stack import export_environment, stack_down, stack_status, stack_up
 
 app = typer.Typer(help="MediaNest delivery pipelines on Prefect 3.", no_args_is_help=True)
 stack_app = typer.Typer(
@@ -27,7 +28,7 @@ app.add_typer(automations_app, name="automations")
 # Digests are long: when not on a terminal (CI logs, pipes), print wide instead of folding.
 console = Console(width=None if sys.stdout.isatty() else 200)
 
-DEFAULT_APP_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "medianest" / "delivery.yaml"
+DEFAULT_APP_CONFIG = Path(APP_CONFIG)
 
 
 def _print_status(settings: StackSettings) -> bool:
@@ -112,7 +113,7 @@ def build_command(
     settings = StackSettings()
     os.environ.update(export_environment(settings))
     from flows.build_and_publish import build_and_publish
-    from medianest_delivery.demo import print_release_summary
+    from medianest_delivery.console.demo import print_release_summary
 
     try:
         manifest = build_and_publish(app_config=str(app_config), version=version)
@@ -133,9 +134,9 @@ def demo_command(
     os.environ.update(export_environment(settings))
     import datetime as dt
 
-    from medianest_delivery.demo import run_delivery_demo
-    from medianest_delivery.demo_ops import run_dora_demo
-    from medianest_delivery.demo_recovery import run_recovery_demo
+    from medianest_delivery.console.demo import run_delivery_demo
+    from medianest_delivery.console.demo_ops import run_dora_demo
+    from medianest_delivery.console.demo_recovery import run_recovery_demo
 
     started = dt.datetime.now(dt.UTC)
     try:

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from medianest_delivery.appconfig import AppConfig, Component
-from medianest_delivery.canary import split_weights
 from medianest_delivery.errors import StackError
-from medianest_delivery.haproxy import HAProxyRouter, RouterState, new_backend
-from medianest_delivery.previews import plan_for, release_preview
-from medianest_delivery.prometheus import write_scrape_targets
-from medianest_delivery.runtime import ReplicaSpec, Runtime, wait_until_healthy
+from medianest_delivery.rollout.judge import split_weights
+from medianest_delivery.rollout.metrics import write_scrape_targets
+from medianest_delivery.rollout.previews import plan_for, release_preview
+from medianest_delivery.rollout.router import HAProxyRouter, RouterState, new_backend
+from medianest_delivery.rollout.runtime import ReplicaSpec, Runtime, wait_until_healthy
+from medianest_delivery.rollout.topology import EnvironmentPlan, other_slot
 from medianest_delivery.settings import StackSettings
-from medianest_delivery.topology import EnvironmentPlan, other_slot
 
 
 @dataclass(frozen=True)

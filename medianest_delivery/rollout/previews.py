@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from medianest_delivery.topology import EnvironmentPlan, allocate_preview, environment_plan, is_preview
+from medianest_delivery.rollout.topology import EnvironmentPlan, allocate_preview, environment_plan, is_preview
 
 
 @contextmanager

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import httpx
 
-from medianest_delivery.cosign_format import (
+from medianest_delivery.errors import RegistryError, VerificationError
+from medianest_delivery.release.cosign_format import (
     OCI_MANIFEST_MEDIA_TYPE,
     Layer,
     artifact_config,
     artifact_manifest,
     sha256_digest,
 )
-from medianest_delivery.errors import RegistryError, VerificationError
 
 MANIFEST_ACCEPT = ", ".join(
     [
