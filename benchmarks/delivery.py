@@ -43,8 +43,9 @@ def main() -> None:
     from blocks.registry import OciRegistry
     from blocks.signing import SigningKey
     from flows.build_and_publish import build_and_publish
-    from flows.deliver import RolloutFailed, deliver
+    from flows.deliver import deliver
     from medianest_delivery.appconfig import load_app_config
+    from medianest_delivery.errors import RolloutFailedError
     from medianest_delivery.rollout.environment import EnvironmentController
     from medianest_delivery.rollout.loadgen import LoadGenerator
     from medianest_delivery.rollout.migrations import drop_database
@@ -88,7 +89,7 @@ def main() -> None:
                     release_manifest=str(manifests["1.1.0"]), fault_injection={"MEDIANEST_ERROR_RATE": "0.5"}, **common
                 )
                 raise SystemExit("the bad canary was promoted: the benchmark is meaningless")
-            except RolloutFailed as exc:
+            except RolloutFailedError as exc:
                 backend = exc.summary["components"][0]
             time.sleep(3)
             report = load.stop()

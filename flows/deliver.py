@@ -36,7 +36,7 @@ from flows.strategies import (
 )
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
 from medianest_delivery.charts import canary_chart_markdown
-from medianest_delivery.errors import DeliveryError, VerificationError
+from medianest_delivery.errors import DeliveryError, RolloutFailedError, VerificationError
 from medianest_delivery.release.manifest import ReleaseManifest, load_release_manifest
 from medianest_delivery.release.refs import tag_from_version
 from medianest_delivery.rollout.judge import CanaryThresholds
@@ -60,14 +60,6 @@ from tasks.validation import (
     smoke_test,
     validate_migrations,
 )
-
-
-class RolloutFailed(DeliveryError, RuntimeError):
-    """Production was returned to the previous release (or frozen on it); the flow run fails with the reason."""
-
-    def __init__(self, message: str, summary: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.summary = summary
 
 
 class Approval(RunInput):
@@ -404,5 +396,5 @@ def deliver(
         )
     if failure is not None:
         logger.error("rollout of %s %s: %s (%s)", manifest.app, manifest.version, failure.action, failure.reason)
-        raise RolloutFailed(f"{failure.action}: {failure.component}: {failure.reason}", summary)
+        raise RolloutFailedError(f"{failure.action}: {failure.component}: {failure.reason}", summary)
     return summary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DeliveryError(Exception):
     """Base class of every error this project raises on purpose."""
@@ -48,3 +50,19 @@ class RepositoryError(DeliveryError, ConnectionError):
 
 class DatabaseUnavailableError(DeliveryError, ConnectionError):
     """PostgreSQL could not be reached (transient: retried, then reported by name)."""
+
+
+class HistoryUnavailableError(DeliveryError, ConnectionError):
+    """The release-history database cannot be reached."""
+
+
+class MetricsUnavailableError(DeliveryError, ConnectionError):
+    """Prometheus could not be queried; analysis records this as an Error measurement."""
+
+
+class RolloutFailedError(DeliveryError, RuntimeError):
+    """Production was returned to the previous release (or frozen on it); the flow run fails with the reason."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.delivery import ReleaseHistoryDatabase
 from medianest_delivery.dora.metrics import DoraReport, ReleaseRecord
-from medianest_delivery.rollout.history import HistoryUnavailable
+from medianest_delivery.errors import HistoryUnavailableError
 from tasks.policies import retry_on
 
 BAND_VALUE = {"elite": 4, "high": 3, "medium": 2, "low": 1, "no data": 0}
@@ -21,7 +21,7 @@ BAND_VALUE = {"elite": 4, "high": 3, "medium": 2, "low": 1, "no data": 0}
     task_run_name="release history of {app} in {environment}",
     retries=2,
     retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_on(HistoryUnavailable),
+    retry_condition_fn=retry_on(HistoryUnavailableError),
     cache_policy=NO_CACHE,
 )
 def read_release_history(history: ReleaseHistoryDatabase, environment: str, app: str) -> list[ReleaseRecord]:

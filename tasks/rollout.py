@@ -13,11 +13,11 @@ from prefect_docker import DockerHost
 
 from blocks.delivery import MetricsProvider
 from medianest_delivery.appconfig import load_app_config
-from medianest_delivery.errors import StackError
+from medianest_delivery.errors import MetricsUnavailableError, StackError
 from medianest_delivery.rollout.analysis import AnalysisScope, observe_step, p95_query
 from medianest_delivery.rollout.environment import EnvironmentController, SlotRelease
 from medianest_delivery.rollout.judge import CanaryThresholds, SliceCounts, assess_canary_step
-from medianest_delivery.rollout.metrics import MetricsUnavailable, PrometheusClient
+from medianest_delivery.rollout.metrics import PrometheusClient
 from medianest_delivery.rollout.runtime import DockerRuntime
 from medianest_delivery.rollout.topology import other_slot
 from medianest_delivery.settings import StackSettings
@@ -166,7 +166,7 @@ def stable_p95(client: PrometheusClient, scope: AnalysisScope, since: float) -> 
     mirrored = AnalysisScope(scope.environment, scope.component, scope.stable_slot, scope.canary_slot)
     try:
         samples = client.query(p95_query(mirrored, max(2, math.ceil(time.time() - since))))
-    except MetricsUnavailable:
+    except MetricsUnavailableError:
         return None
     value = samples[0].value if samples else None
     return None if value is None or math.isnan(value) else value

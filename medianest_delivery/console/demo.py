@@ -56,7 +56,8 @@ DEMO_RELEASES: list[tuple[str, Strategy, dict[str, str] | None, str]] = [
 def run_delivery_demo(console: Console, settings: StackSettings, app_config: str) -> None:
     """v1 to production, v2 by canary, v3 (errors injected) rolled back, v4 by blue-green, under load."""
     from flows.build_and_publish import build_and_publish
-    from flows.deliver import RolloutFailed, deliver, validate_in_staging
+    from flows.deliver import deliver, validate_in_staging
+    from medianest_delivery.errors import RolloutFailedError
     from medianest_delivery.rollout.loadgen import LoadGenerator
     from medianest_delivery.rollout.topology import environment_plan
 
@@ -85,7 +86,7 @@ def run_delivery_demo(console: Console, settings: StackSettings, app_config: str
                 thresholds={"min_requests": 20},
                 monitoring_seconds=5,
             )
-        except RolloutFailed as exc:
+        except RolloutFailedError as exc:
             summary = exc.summary
         finally:
             seen, pages = api.stop(), web.stop()

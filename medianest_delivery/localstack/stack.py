@@ -228,7 +228,7 @@ class DockerEngine(_ManagedProcess):
         ]
 
 
-class OciRegistry(_ManagedProcess):
+class RegistryServer(_ManagedProcess):
     """Debian's docker-registry (distribution v2) serving on 127.0.0.1."""
 
     name = "registry"
@@ -602,7 +602,7 @@ def components(settings: StackSettings) -> list[StackComponent]:
     """In start order: the base image needs dockerd."""
     return [
         DockerEngine(settings),
-        OciRegistry(settings),
+        RegistryServer(settings),
         PrefectServer(settings),
         PrometheusServer(settings),
         Pushgateway(settings),

@@ -37,10 +37,6 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
 def signature_tag(digest: str, suffix: str) -> str:
     """``sha256:abc`` and ``sig`` give ``sha256-abc.sig``, cosign's tag scheme."""
     algorithm, _, hex_part = digest.partition(":")

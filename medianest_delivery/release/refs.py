@@ -41,9 +41,6 @@ class ImageReference:
             text += f"@{self.digest}"
         return text
 
-    def at_digest(self, digest: str) -> ImageReference:
-        return ImageReference(self.registry, self.repository, None, require_digest(digest))
-
 
 def parse_image_reference(text: str) -> ImageReference:
     """Parse ``host[:port]/repo[:tag][@sha256:...]``; the registry host is required."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,13 +68,6 @@ def key_id(public_pem: bytes) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(der).hexdigest()[:16]
-
-
-def b64decode_strict(value: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{what} is not valid base64") from exc
 
 
 def ensure_local_key_pair(key_dir: Path, password: bytes) -> KeyPairPem:

@@ -10,8 +10,9 @@ import math
 import time
 from dataclasses import dataclass
 
+from medianest_delivery.errors import MetricsUnavailableError
 from medianest_delivery.rollout.judge import SliceCounts, StepObservation
-from medianest_delivery.rollout.metrics import MetricsUnavailable, PrometheusClient
+from medianest_delivery.rollout.metrics import PrometheusClient
 
 # Probes and scrapes are not user traffic.
 USER_ROUTES = 'route!~"/health|/ready|/metrics"'
@@ -91,7 +92,7 @@ def observe_step(
     try:
         canary = _counts(client, scope, scope.canary_slot, since, now)
         stable = _counts(client, scope, scope.stable_slot, since, now)
-    except MetricsUnavailable as exc:
+    except MetricsUnavailableError as exc:
         errors["error-rate"] = errors["error-vs-stable"] = str(exc)
     try:
         samples = client.query(p95_query(scope, window), now)
@@ -100,16 +101,16 @@ def observe_step(
             p95 = None  # histogram_quantile over zero requests: no traffic, not missing data
         if p95 is None and (canary is None or canary.requests > 0):
             errors["p95-latency"] = "no latency samples although the canary served requests"
-    except MetricsUnavailable as exc:
+    except MetricsUnavailableError as exc:
         errors["p95-latency"] = str(exc)
     try:
         canary_series = _flatten(client.query_range(latency_series_query(scope, scope.canary_slot), since, now, 1))
         stable_series = _flatten(client.query_range(latency_series_query(scope, scope.stable_slot), since, now, 1))
-    except MetricsUnavailable as exc:
+    except MetricsUnavailableError as exc:
         errors["latency-vs-stable"] = str(exc)
     try:
         alerts = sorted({s.labels.get("alertname", "?") for s in client.query(alerts_query(scope.environment), now)})
-    except MetricsUnavailable as exc:
+    except MetricsUnavailableError as exc:
         errors["critical-alerts"] = str(exc)
     return StepObservation(canary, stable, p95, canary_series, stable_series, alerts, queries, errors)
 

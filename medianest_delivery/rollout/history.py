@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from medianest_delivery.errors import DeliveryError
+from medianest_delivery.errors import HistoryUnavailableError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS release_events (
@@ -58,10 +58,6 @@ CREATE TABLE IF NOT EXISTS performance_baselines (
 """
 
 
-class HistoryUnavailable(DeliveryError, ConnectionError):
-    """The release-history database cannot be reached."""
-
-
 @dataclass(frozen=True)
 class ReleaseEvent:
     at: dt.datetime
@@ -87,7 +83,7 @@ def ensure_database(dsn: str) -> None:
             return
     except psycopg.OperationalError as exc:
         if f'database "{name}" does not exist' not in str(exc):
-            raise HistoryUnavailable(f"release history at {dsn} unreachable: {exc}") from exc
+            raise HistoryUnavailableError(f"release history at {dsn} unreachable: {exc}") from exc
     admin = psycopg.conninfo.make_conninfo(dsn, dbname="postgres")
     with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
@@ -103,7 +99,7 @@ class ReleaseHistory:
         try:
             return psycopg.connect(self.dsn, connect_timeout=3, row_factory=dict_row)
         except psycopg.OperationalError as exc:
-            raise HistoryUnavailable(f"release history unreachable: {exc}") from exc
+            raise HistoryUnavailableError(f"release history unreachable: {exc}") from exc
 
     def record(
         self,
@@ -157,16 +153,6 @@ class ReleaseHistory:
                 params,
             ).fetchall()
         return [ReleaseEvent(**row) for row in rows]
-
-    def current_release(self, environment: str, app: str) -> dict[str, Any] | None:
-        """Manifest of the release now serving: the newest promoted or rolled-back-to one."""
-        with self._connect() as conn:
-            row = conn.execute(
-                "SELECT manifest FROM release_events WHERE environment = %s AND app = %s"
-                " AND event IN ('promoted', 'reconciled') ORDER BY at DESC, id DESC LIMIT 1",
-                (environment, app),
-            ).fetchone()
-        return dict(row["manifest"]) if row else None
 
     def release_by_version(self, environment: str, app: str, version: str) -> dict[str, Any] | None:
         with self._connect() as conn:

@@ -10,11 +10,7 @@ from typing import Any
 
 import httpx
 
-from medianest_delivery.errors import DeliveryError
-
-
-class MetricsUnavailable(DeliveryError, ConnectionError):
-    """Prometheus could not be queried; analysis records this as an Error measurement."""
+from medianest_delivery.errors import MetricsUnavailableError
 
 
 @dataclass(frozen=True)
@@ -32,12 +28,12 @@ class PrometheusClient:
         try:
             response = httpx.get(f"{self.base_url}{path}", params=params, timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise MetricsUnavailable(f"prometheus at {self.base_url} unreachable: {exc}") from exc
+            raise MetricsUnavailableError(f"prometheus at {self.base_url} unreachable: {exc}") from exc
         if response.status_code != 200:
-            raise MetricsUnavailable(f"prometheus answered {response.status_code}: {response.text[:200]}")
+            raise MetricsUnavailableError(f"prometheus answered {response.status_code}: {response.text[:200]}")
         body = response.json()
         if body.get("status") != "success":
-            raise MetricsUnavailable(f"prometheus query failed: {body.get('error')}")
+            raise MetricsUnavailableError(f"prometheus query failed: {body.get('error')}")
         return body["data"]
 
     def query(self, expr: str, at: float | None = None) -> list[Sample]:

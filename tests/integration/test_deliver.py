@@ -21,8 +21,8 @@ from blocks.delivery import MetricsProvider
 from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
 from flows.build_and_publish import build_and_publish
-from flows.deliver import RolloutFailed, deliver
-from medianest_delivery.errors import DeliveryError, VerificationError
+from flows.deliver import deliver
+from medianest_delivery.errors import DeliveryError, RolloutFailedError, VerificationError
 from medianest_delivery.release.manifest import ReleaseManifest
 from medianest_delivery.rollout.history import ReleaseHistory
 from medianest_delivery.rollout.loadgen import LoadGenerator, LoadReport
@@ -152,7 +152,7 @@ def test_bad_release_rolls_back_and_clients_only_saw_the_canary_share(
     backend, frontend = loads(environment)
     time.sleep(2)
     try:
-        with pytest.raises(RolloutFailed, match="error-rate") as failure:
+        with pytest.raises(RolloutFailedError, match="error-rate") as failure:
             run_deliver(
                 releases["1.1.0"],
                 environment,
@@ -202,7 +202,7 @@ def query_rows(query: str) -> list[tuple[Any, ...]]:
 def test_slow_release_fails_on_latency(environment: str, releases: dict[str, Path]) -> None:
     backend, frontend = loads(environment)
     try:
-        with pytest.raises(RolloutFailed, match=r"p95-latency|latency-vs-stable") as failure:
+        with pytest.raises(RolloutFailedError, match=r"p95-latency|latency-vs-stable") as failure:
             run_deliver(releases["1.1.0"], environment, fault_injection={"MEDIANEST_EXTRA_LATENCY_MS": "300"})
     finally:
         backend.stop()
@@ -261,7 +261,7 @@ def test_prometheus_lost_mid_analysis_never_promotes(
 
         threading.Thread(target=cut_when_analysing, daemon=True).start()
         try:
-            with pytest.raises(RolloutFailed) as failure:
+            with pytest.raises(RolloutFailedError) as failure:
                 run_deliver(
                     releases["1.1.0"],
                     environment,
