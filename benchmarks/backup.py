@@ -54,10 +54,9 @@ def main() -> None:
     os.environ.update(export_environment(settings))
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 
-    from blocks.backup import BackupStorage
+    from blocks.backup import BackupStorage, ensure_backup_key
     from flows.backup import nightly_backup, validate_backup
     from flows.pitr import base_backup, pitr_restore
-    from medianest_delivery.backup.keys import ensure_backup_key
     from medianest_delivery.backup.pgcluster import LocalCluster, free_port, pg_tool
     from medianest_delivery.backup.physical import (
         archiving_settings,

@@ -12,7 +12,10 @@ from pydantic import Field
 from medianest_delivery.backup.crypto import EncryptionKey
 from medianest_delivery.backup.repository import BackupRepository
 from medianest_delivery.backup.repospec import RepositorySpec, open_repository
-from medianest_delivery.errors import ConfigError
+from medianest_delivery.errors import ConfigError, MissingBackupKeyError
+from medianest_delivery.settings import StackSettings
+
+DEFAULT_KEY_SECRET = "medianest-backup-key"
 
 
 class BackupStorage(Block):
@@ -57,15 +60,38 @@ class BackupStorage(Block):
         return open_repository(self.spec())
 
 
-def load_backup_key(secret_name: str) -> EncryptionKey:
-    """The AES-256 key from a Prefect Secret block; errors say how to create it."""
+def load_backup_key(secret_name: str = DEFAULT_KEY_SECRET) -> EncryptionKey:
+    """The AES-256 key from a Prefect Secret block; errors say how to create it.
+
+    A missing block is `MissingBackupKeyError`; a block that holds no valid key is a
+    plain `ConfigError`: never a reason to make a new key (old backups need the old one).
+    """
     try:
         value = Secret.load(secret_name).get()  # type: ignore[union-attr]
     except ValueError as exc:
-        raise ConfigError(
+        raise MissingBackupKeyError(
             f"backup key Secret block {secret_name!r} does not exist; create it with "
             f"`medianest-delivery backup init-key --secret {secret_name}`"
         ) from exc
     if not isinstance(value, str):
         raise ConfigError(f"Secret block {secret_name!r} must hold the key as a string")
     return EncryptionKey.parse(value)
+
+
+def ensure_backup_key(settings: StackSettings, secret_name: str = DEFAULT_KEY_SECRET) -> EncryptionKey:
+    """The key in the Secret block, creating the block (and a 0600 escrow file) only when it is missing.
+
+    An existing Secret always wins; an existing escrow file recreates a lost Secret
+    (e.g. a fresh Prefect database) so old backups stay readable.
+    """
+    escrow = settings.backup_key_file
+    try:
+        key = load_backup_key(secret_name)
+    except MissingBackupKeyError:
+        key = EncryptionKey.parse(escrow.read_text()) if escrow.exists() else EncryptionKey.generate()
+        Secret(value=key.encoded()).save(secret_name, overwrite=True)
+    if not escrow.exists():
+        escrow.parent.mkdir(parents=True, exist_ok=True)
+        escrow.write_text(key.encoded())
+        escrow.chmod(0o600)
+    return key

@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
 
-from blocks.backup import BackupStorage, load_backup_key
+from blocks.backup import DEFAULT_KEY_SECRET, BackupStorage, load_backup_key
 from blocks.delivery import ReleaseHistoryDatabase
 from blocks.loading import load_or_default
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
@@ -51,8 +51,6 @@ from tasks.backup import (
     store_backup,
     verify_checksums,
 )
-
-DEFAULT_KEY_SECRET = "medianest-backup-key"
 
 
 def default_storage(settings: StackSettings) -> BackupStorage:

@@ -18,9 +18,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
 
-from blocks.backup import BackupStorage, load_backup_key
+from blocks.backup import DEFAULT_KEY_SECRET, BackupStorage, load_backup_key
 from blocks.loading import load_or_default
-from flows.backup import DEFAULT_KEY_SECRET, default_storage
+from flows.backup import default_storage
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
 from medianest_delivery.backup.logical import database_facts
 from medianest_delivery.backup.manifest import BackupKind, BackupManifest

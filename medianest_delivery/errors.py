@@ -13,6 +13,10 @@ class ConfigError(DeliveryError, ValueError):
     """An app config, ignore file, reference or parameter is invalid."""
 
 
+class MissingBackupKeyError(ConfigError):
+    """The backup key's Secret block does not exist (create it with `backup init-key`)."""
+
+
 class ToolMissingError(DeliveryError, FileNotFoundError):
     """A required executable (trivy, docker, mmdebstrap...) is not installed."""
 

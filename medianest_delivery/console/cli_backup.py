@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medianest_delivery.backup.keys import DEFAULT_KEY_SECRET, ensure_backup_key
+from blocks.backup import DEFAULT_KEY_SECRET, ensure_backup_key
 from medianest_delivery.localstack.stack import export_environment
 from medianest_delivery.settings import StackSettings
 

@@ -43,9 +43,9 @@ def seed_catalogue(app_config: str) -> int:
 
 def run_recovery_demo(console: Console, settings: StackSettings, app_config: str) -> None:
     """Nightly backup of production (with replica), its restore proof, a base backup and a DR drill."""
+    from blocks.backup import ensure_backup_key
     from flows.backup import nightly_backup, validate_backup
     from flows.pitr import base_backup, dr_drill
-    from medianest_delivery.backup.keys import ensure_backup_key
     from medianest_delivery.localstack.stack import ArchivedCluster
 
     ensure_backup_key(settings)

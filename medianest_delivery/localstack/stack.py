@@ -542,7 +542,7 @@ class ArchivedCluster:
 
     def _archiving_settings(self) -> dict[str, str | int]:
         """Backup key, archiver config and the installed archiver, proven as the cluster user."""
-        from medianest_delivery.backup.keys import ensure_backup_key
+        from blocks.backup import ensure_backup_key
         from medianest_delivery.backup.physical import archiving_settings, write_archiver_config
         from medianest_delivery.backup.repospec import RepositorySpec
 

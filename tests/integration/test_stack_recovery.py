@@ -87,7 +87,7 @@ def assert_archiving_works(settings: StackSettings) -> None:
 # Where a run of `stack up` is killed (SIGKILL, no cleanup): after each step of creating
 # the archived cluster. Each entry patches one function of the child process.
 KILL_POINTS = {
-    "after the backup key": "patch_after(keys, 'ensure_backup_key')",
+    "after the backup key": "patch_after(blocks.backup, 'ensure_backup_key')",
     "after the archiver config": "patch_after(physical, 'write_archiver_config')",
     "while installing the archiver's packages": "patch_before(archiver_install, 'run_command', when='pip')",
     "after proving the archiver, before its stamp": "patch_after(archiver_install, '_prove')",
@@ -99,7 +99,8 @@ KILL_POINTS = {
 CHILD = textwrap.dedent(
     """
     import os, signal, sys
-    from medianest_delivery.backup import archiver_install, keys, pgcluster, physical
+    import blocks.backup
+    from medianest_delivery.backup import archiver_install, pgcluster, physical
     from medianest_delivery.settings import StackSettings
     from medianest_delivery.localstack.stack import ArchivedCluster
 
