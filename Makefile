@@ -44,6 +44,7 @@ demo: deps
 lint: python-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: python-deps
 	$(BIN)/mypy
