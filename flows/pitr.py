@@ -13,7 +13,6 @@ import datetime as dt
 import time
 from typing import Any
 
-import psycopg
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
@@ -22,24 +21,25 @@ from blocks.backup import DEFAULT_KEY_SECRET, BackupStorage, load_backup_key
 from blocks.loading import load_or_default
 from flows.backup import default_storage
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
-from medianest_delivery.backup.logical import database_facts
 from medianest_delivery.backup.manifest import BackupKind, BackupManifest
-from medianest_delivery.backup.physical import RecoveryResult, RecoveryTarget, query_one
+from medianest_delivery.backup.physical import RecoveryResult, RecoveryTarget
 from medianest_delivery.backup.retention import RetentionPolicy
 from medianest_delivery.backup.verdicts import RecoveryObjectives, assess_objectives, target_reached
 from medianest_delivery.backup.verify import VerifyReport
 from medianest_delivery.errors import ConfigError, VerificationError
-from medianest_delivery.rollout.migrations import run_checks
 from medianest_delivery.settings import StackSettings
 from tasks.backup import apply_retention, emit_backup_event, ensure_lock
 from tasks.pitr import (
     base_backup_for,
     check_archiving,
+    check_drill_restore,
     expire_wal,
     remove_scratch_cluster,
     restore_point_in_time,
+    run_proof_query,
     take_and_store_base_backup,
     verify_repository,
+    write_drill_marker,
 )
 
 
@@ -145,7 +145,7 @@ def pitr_restore(
     proof = None
     try:
         if proof_query:
-            proof = query_one(f"postgresql://postgres@127.0.0.1:{result.port}/{proof_database}", proof_query)
+            proof = run_proof_query(f"postgresql://postgres@127.0.0.1:{result.port}/{proof_database}", proof_query)
     finally:
         if not keep_running:
             remove_scratch_cluster(str(result.data_dir), result.port)
@@ -177,23 +177,6 @@ def pitr_restore(
     }
 
 
-CREATE_DRILL_TABLE = (
-    "CREATE TABLE IF NOT EXISTS medianest_dr_drill "
-    "(id bigserial PRIMARY KEY, noted_at timestamptz NOT NULL DEFAULT clock_timestamp())"
-)
-INSERT_DRILL_MARKER = "INSERT INTO medianest_dr_drill DEFAULT VALUES RETURNING id, noted_at"
-COUNT_DRILL_MARKER = "SELECT count(*) FROM medianest_dr_drill WHERE id = %s"
-
-
-def write_drill_marker(dsn: str) -> tuple[int, dt.datetime]:
-    """One row the restore must bring back: the drill's ground truth."""
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(CREATE_DRILL_TABLE)
-        row = conn.execute(INSERT_DRILL_MARKER).fetchone()
-    assert row is not None
-    return int(row[0]), row[1]
-
-
 @flow(name="dr-drill", log_prints=True)
 def dr_drill(
     stanza: str,
@@ -216,35 +199,23 @@ def dr_drill(
     logger = get_run_logger()
     settings = StackSettings()
     storage = load_or_default(BackupStorage, storage_block, default_storage(settings))
-    source_db = psycopg.conninfo.make_conninfo(cluster_dsn, dbname=database)
-    marker_id, marker_at = write_drill_marker(source_db)
-    expected = database_facts(source_db)
+    marker = write_drill_marker(cluster_dsn, database)
     check_archiving(storage, stanza, cluster_dsn)  # the marker's WAL is in the repository
     lost_at = dt.datetime.now(dt.UTC)
     started = time.monotonic()
-    logger.warning("drill: %s declared lost at %s (marker %d)", stanza, lost_at.isoformat(), marker_id)
+    logger.warning("drill: %s declared lost at %s (marker %d)", stanza, lost_at.isoformat(), marker.id)
     target = parse_target(target_time, target_lsn)
     manifest = base_backup_for(storage, stanza, "latest", target.time)
     result: RecoveryResult = restore_point_in_time(
         storage, manifest, key_secret, target, target.describe(), str(settings.clusters_dir)
     )
-    problems: list[str] = []
     try:
-        restored_db = f"postgresql://postgres@127.0.0.1:{result.port}/{database}"
-        if target.time is None and target.lsn is None:  # to the end of the archive: everything must be back
-            if query_one(restored_db, COUNT_DRILL_MARKER, (marker_id,)) != 1:
-                problems.append(f"drill marker {marker_id} written at {marker_at.isoformat()} is missing")
-            actual = database_facts(restored_db)
-            for table, rows in expected.row_counts.items():
-                # At least what was there at the marker: a live database may commit more before the loss.
-                if actual.row_counts.get(table, -1) < rows:
-                    problems.append(f"{table}: {actual.row_counts.get(table)} rows restored, {rows} at the marker")
-        if app_config and database != "postgres":
-            config = load_app_config(app_config)
-            try:
-                run_checks(restored_db, config.database.checks if config.database else [])
-            except ConfigError as exc:
-                problems.append(str(exc))
+        config = load_app_config(app_config) if app_config and database != "postgres" else None
+        problems = check_drill_restore(
+            f"postgresql://postgres@127.0.0.1:{result.port}/{database}",
+            marker if target.time is None and target.lsn is None else None,  # only the end of the archive has it all
+            config.database.checks if config and config.database else [],
+        )
         rto = time.monotonic() - started  # restored *and* checked: ready to take traffic
     finally:
         if not keep_cluster:
@@ -264,7 +235,7 @@ def dr_drill(
             "## Problems\n\n" + ("\n".join(f"- {p}" for p in problems) or "none") + "\n"
         ),
     )
-    outcome = {"rto_seconds": rto, "rpo_seconds": rpo, "problems": problems, "marker": marker_id, "met": objectives.met}
+    outcome = {"rto_seconds": rto, "rpo_seconds": rpo, "problems": problems, "marker": marker.id, "met": objectives.met}
     if problems or not objectives.met:
         emit_backup_event("medianest.dr-drill.failed", stanza, manifest.backup_id, outcome)
         raise VerificationError(

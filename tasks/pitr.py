@@ -6,18 +6,22 @@ import datetime as dt
 import shutil
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.backup import BackupStorage, load_backup_key
 from medianest_delivery.backup.catalog import commit_manifest, list_catalog, load_manifest, store_objects
+from medianest_delivery.backup.logical import database_facts
 from medianest_delivery.backup.manifest import BackupKind, BackupManifest, new_backup_id
 from medianest_delivery.backup.pgcluster import LocalCluster, free_port
 from medianest_delivery.backup.physical import (
     RecoveryResult,
     RecoveryTarget,
+    query_one,
     recover,
     restore_base_backup,
     switch_wal,
@@ -25,10 +29,12 @@ from medianest_delivery.backup.physical import (
     wait_for_segment,
     write_archiver_config,
 )
+from medianest_delivery.backup.verdicts import compare_restore
 from medianest_delivery.backup.verify import VerifyReport, verify_stanza
 from medianest_delivery.backup.walarchive import SUFFIX, split_segment_key, wal_prefix
 from medianest_delivery.backup.walchain import expired_segments, segment_of
 from medianest_delivery.errors import ConfigError, DatabaseUnavailableError, RepositoryError
+from medianest_delivery.rollout.migrations import run_checks
 from tasks.backup import REPOSITORY_RETRIES
 from tasks.policies import retry_on
 
@@ -165,3 +171,54 @@ def remove_scratch_cluster(data_dir: str, port: int) -> None:
     cluster = LocalCluster(Path(data_dir), port)
     cluster.remove()
     shutil.rmtree(Path(data_dir).parent, ignore_errors=True)  # archiver config and key file go too
+
+
+CREATE_DRILL_TABLE = (
+    "CREATE TABLE IF NOT EXISTS medianest_dr_drill "
+    "(id bigserial PRIMARY KEY, noted_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+)
+INSERT_DRILL_MARKER = "INSERT INTO medianest_dr_drill DEFAULT VALUES RETURNING id, noted_at"
+COUNT_DRILL_MARKER = "SELECT count(*) FROM medianest_dr_drill WHERE id = %s"
+
+
+@dataclass(frozen=True)
+class DrillMarker:
+    """The drill's ground truth: one row written into the live database, and its row counts just after."""
+
+    id: int
+    written_at: dt.datetime
+    row_counts: dict[str, int]
+
+
+@task(name="write-drill-marker", task_run_name="drill: mark {database}", cache_policy=NO_CACHE)
+def write_drill_marker(cluster_dsn: str, database: str) -> DrillMarker:
+    """Write the marker row the restore must bring back, then read every table's row count."""
+    dsn = psycopg.conninfo.make_conninfo(cluster_dsn, dbname=database)
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(CREATE_DRILL_TABLE)
+        row = conn.execute(INSERT_DRILL_MARKER).fetchone()
+    if row is None:
+        raise DatabaseUnavailableError(f"{database}: the drill marker insert returned nothing")
+    return DrillMarker(int(row[0]), row[1], database_facts(dsn).row_counts)
+
+
+@task(name="check-drill-restore", task_run_name="drill: check {restored_dsn}", cache_policy=NO_CACHE)
+def check_drill_restore(restored_dsn: str, marker: DrillMarker | None, checks: list[str]) -> list[str]:
+    """The marker row and at least the marker's rows per table (when replayed to the end), then the app's checks."""
+    problems: list[str] = []
+    if marker is not None:
+        if query_one(restored_dsn, COUNT_DRILL_MARKER, (marker.id,)) != 1:
+            problems.append(f"drill marker {marker.id} written at {marker.written_at.isoformat()} is missing")
+        actual = database_facts(restored_dsn)
+        problems += compare_restore(marker.row_counts, actual.row_counts, None, "", live_source=True)
+    try:
+        run_checks(restored_dsn, checks)
+    except ConfigError as exc:
+        problems.append(f"app check failed: {exc}")
+    return problems
+
+
+@task(name="run-proof-query", task_run_name="proof: {query}", cache_policy=NO_CACHE)
+def run_proof_query(restored_dsn: str, query: str) -> object:
+    """The operator's own proof that the restored cluster holds what was wanted (first column of the first row)."""
+    return query_one(restored_dsn, query)

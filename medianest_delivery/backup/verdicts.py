@@ -14,14 +14,34 @@ def compare_restore(
     actual_counts: dict[str, int],
     expected_fingerprint: str | None,
     actual_fingerprint: str,
+    *,
+    live_source: bool = False,
 ) -> list[str]:
-    """Every difference between the manifest and the restored database, one line each."""
+    """Every difference between what must come back and the restored database, one line each.
+
+    From a backup's snapshot (validate-backup) counts must match exactly. From a live
+    database read at a marker and restored to the end of its archive (dr-drill,
+    `live_source`), commits after the marker are expected: each table needs at least
+    the marker's rows, and tables created after it are not a problem.
+
+    >>> compare_restore({"media": 3}, {"media": 4, "new": 1}, None, "fp", live_source=True)
+    []
+    >>> compare_restore({"media": 3}, {"media": 2}, None, "fp", live_source=True)
+    ['table media has 2 rows after restore, fewer than the 3 at the marker']
+    """
     problems = []
     for table in sorted(set(expected_counts) | set(actual_counts)):
         if table not in actual_counts:
-            problems.append(f"table {table} is missing after restore (manifest: {expected_counts[table]} rows)")
+            problems.append(f"table {table} is missing after restore (expected {expected_counts[table]} rows)")
         elif table not in expected_counts:
-            problems.append(f"table {table} appeared after restore but is not in the manifest")
+            if not live_source:
+                problems.append(f"table {table} appeared after restore but is not in the manifest")
+        elif live_source:
+            if actual_counts[table] < expected_counts[table]:
+                problems.append(
+                    f"table {table} has {actual_counts[table]} rows after restore, "
+                    f"fewer than the {expected_counts[table]} at the marker"
+                )
         elif expected_counts[table] != actual_counts[table]:
             problems.append(
                 f"table {table} has {actual_counts[table]} rows after restore, manifest says {expected_counts[table]}"

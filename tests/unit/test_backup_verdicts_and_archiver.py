@@ -40,7 +40,7 @@ T0 = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)
             {"public.media": 3},
             {},
             "a",
-            ["table public.media is missing after restore (manifest: 3 rows)"],
+            ["table public.media is missing after restore (expected 3 rows)"],
         ),
         ("extra table", {}, {"public.x": 0}, "a", ["table public.x appeared after restore but is not in the manifest"]),
         ("schema drift", {}, {}, "b", ["schema fingerprint a… differs from the manifest's b…"]),
@@ -49,7 +49,29 @@ T0 = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)
 def test_compare_restore(
     name: str, expected: dict[str, int], actual: dict[str, int], fp: str, problems: list[str]
 ) -> None:
+    """validate-backup: a restored snapshot matches its manifest exactly."""
     assert compare_restore(expected, actual, fp, "a") == problems, name
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "actual", "problems"),
+    [
+        ("commits after the marker", {"media": 3}, {"media": 5}, []),
+        ("table created after the marker", {"media": 3}, {"media": 3, "tags": 1}, []),
+        (
+            "rows lost",
+            {"media": 3},
+            {"media": 2},
+            ["table media has 2 rows after restore, fewer than the 3 at the marker"],
+        ),
+        ("table lost", {"media": 3}, {}, ["table media is missing after restore (expected 3 rows)"]),
+    ],
+)
+def test_compare_restore_of_a_live_source(
+    name: str, expected: dict[str, int], actual: dict[str, int], problems: list[str]
+) -> None:
+    """dr-drill: the same comparison, where a live database may commit more after the marker but never less."""
+    assert compare_restore(expected, actual, None, "fp", live_source=True) == problems, name
 
 
 @pytest.mark.parametrize(
