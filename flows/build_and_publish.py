@@ -13,14 +13,10 @@ signed until every gate has passed, and every deploy verifies signatures first.
 from __future__ import annotations
 
 import datetime as dt
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -30,79 +26,23 @@ from blocks.loading import load_or_default
 from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, AppConfig, load_app_config
-from medianest_delivery.release.manifest import ReleaseImage, ReleaseManifest, ScanSummary, SignatureRef
+from medianest_delivery.release.manifest import (
+    ReleaseImage,
+    ReleaseManifest,
+    SignatureRef,
+    merge_scan_summaries,
+)
 from medianest_delivery.release.refs import parse_image_reference, require_tag, tag_from_version
-from medianest_delivery.release.source import SourceInfo, describe_source, tree_digest
-from medianest_delivery.release.timings import StageTimings, cached_stages, stage_spans
+from medianest_delivery.release.source import SourceInfo, tree_digest
 from medianest_delivery.settings import StackSettings
-from tasks.build import build_image, inspect_base_image, oci_labels, push_image
+from tasks.build import build_image, image_reference, inspect_base_image, oci_labels, push_image
 from tasks.quality import gate_coverage, run_quality_command
-from tasks.release import publish_release_manifest
+from tasks.release import collect_stage_timings, publish_release_manifest, resolve_source
 from tasks.sbom import file_digests, generate_sbom
 from tasks.scan import gate_security, scan_image, scan_source_sast, scan_source_trivy
 from tasks.signing import attach_sbom, fingerprint, load_public_key_pem, sign_image, verify_image
 
 BUILDER_ID = "https://github.com/medianest/delivery/flows/build-and-publish@v1"
-
-
-@task(name="resolve-source", task_run_name="source")
-def resolve_source(root: str, git_ref: str | None) -> SourceInfo:
-    """Git SHA, commit time and a content digest of the app's source tree."""
-    return describe_source(Path(root), git_ref)
-
-
-@task(name="collect-stage-timings", task_run_name="release: stage timings")
-def collect_stage_timings(flow_run_id: str, task_run_ids: list[str], wait_seconds: float = 30.0) -> StageTimings:
-    """Wall time per stage of this flow run, from the task runs the server recorded.
-
-    The server records task runs from events, a moment after they finish; the
-    last stages (often cache hits that finish in milliseconds) may not be there
-    yet, so this waits until every task run in `task_run_ids` is recorded as
-    finished. Cache hits count too, marked as cached.
-    """
-    wanted = set(task_run_ids)
-    deadline = time.monotonic() + wait_seconds
-    with get_client(sync_client=True) as client:
-        while True:
-            runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)]))
-            )
-            done = [r for r in runs if r.start_time and r.end_time and r.state and r.state.is_final()]
-            missing = wanted - {str(r.id) for r in done}
-            if not missing or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-    if missing:
-        get_run_logger().warning("%d task runs were not recorded within %.0f s", len(missing), wait_seconds)
-    return StageTimings(
-        seconds=stage_spans((r.name, r.start_time, r.end_time) for r in done if r.start_time and r.end_time),
-        cached=cached_stages((r.name, r.state is not None and r.state.name == "Cached") for r in done),
-    )
-
-
-@task(name="image-reference", task_run_name="push: reference")
-def _reference(image_name: str, digest: str) -> str:
-    """``registry/repo@sha256:...``: from here on images are addressed by digest only."""
-    return f"{image_name}@{digest}"
-
-
-def merge_scan_summaries(summaries: list[ScanSummary]) -> ScanSummary:
-    """One summary for the manifest: worst outcome, summed counts, all notes."""
-    by_scanner: dict[str, dict[str, int]] = {}
-    for summary in summaries:
-        for scanner, counts in summary.by_scanner.items():
-            merged = by_scanner.setdefault(scanner, {})
-            for severity, count in counts.items():
-                merged[severity] = merged.get(severity, 0) + count
-    return ScanSummary(
-        outcome="fail" if any(s.outcome == "fail" for s in summaries) else "pass",
-        by_scanner=by_scanner,
-        blocking=sum(s.blocking for s in summaries),
-        suppressed=sum(s.suppressed for s in summaries),
-        expired_ignores=sorted({e for s in summaries for e in s.expired_ignores}),
-        notes=sorted({n for s in summaries for n in s.notes}),
-        sarif_file=next((s.sarif_file for s in summaries if s.sarif_file), None),
-    )
 
 
 def _load_blocks(
@@ -220,7 +160,7 @@ def build_and_publish(
             docker_host,
         )
         digests[c.name] = push_image.submit(c.name, built, registry.image_name(c.name), tags, registry, docker_host)
-        reference = _reference.submit(registry.image_name(c.name), digests[c.name])
+        reference = image_reference.submit(registry.image_name(c.name), digests[c.name])
         image_scans[c.name] = scan_image.submit(c.name, reference, trivy_cache, str(out_dir), registry.insecure)
         sboms[c.name] = generate_sbom.submit(c.name, reference, image_scans[c.name], str(out_dir / "sbom"))
     image_gate = gate_security.submit(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact
 from prefect_docker import DockerHost
 
@@ -15,25 +14,9 @@ from blocks.loading import load_or_default
 from flows.build_and_publish import build_and_publish
 from flows.deliver import deliver
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
-from medianest_delivery.release.refs import require_git_ref
-from medianest_delivery.rollout.previews import plan_for
+from medianest_delivery.rollout.previews import plan_for, preview_name
 from medianest_delivery.settings import StackSettings
-from tasks.rollout import controller
-
-
-def preview_name(branch: str) -> str:
-    """``feature/Canary-Analysis`` becomes ``preview-feature-canary-analysis`` (max 40 characters)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", require_git_ref(branch).lower()).strip("-")[:31]
-    return f"preview-{slug}"
-
-
-@task(name="tear-down-preview", task_run_name="tear down {environment}")
-def tear_down_preview(environment: str, app_config: str, docker_host: DockerHost) -> None:
-    from medianest_delivery.rollout.migrations import drop_database
-
-    env = controller(environment, app_config, docker_host)
-    env.tear_down()
-    drop_database(env.database_url())
+from tasks.rollout import tear_down_preview
 
 
 @flow(name="feature-ci", log_prints=True)

@@ -124,3 +124,9 @@ def push_image(
         raise RegistryError(f"registry did not report a digest for {repository}")
     get_run_logger().info("pushed %s@%s (tags %s)", repository, digest, ", ".join(tags))
     return digest
+
+
+@task(name="image-reference", task_run_name="push: reference")
+def image_reference(image_name: str, digest: str) -> str:
+    """``registry/repo@sha256:...``: from here on images are addressed by digest only."""
+    return f"{image_name}@{digest}"

@@ -18,6 +18,7 @@ from medianest_delivery.rollout.analysis import AnalysisScope, observe_step, p95
 from medianest_delivery.rollout.environment import EnvironmentController, SlotRelease
 from medianest_delivery.rollout.judge import CanaryThresholds, SliceCounts, assess_canary_step
 from medianest_delivery.rollout.metrics import PrometheusClient
+from medianest_delivery.rollout.migrations import drop_database
 from medianest_delivery.rollout.runtime import DockerRuntime
 from medianest_delivery.rollout.topology import other_slot
 from medianest_delivery.settings import StackSettings
@@ -208,3 +209,11 @@ def prepare_rollout_lock(environment: str, flow_run_id: str, supersede: bool) ->
                     )
                     get_run_logger().warning("superseded rollout %s (%s)", run.name, run.id)
     return name
+
+
+@task(name="tear-down-preview", task_run_name="tear down {environment}")
+def tear_down_preview(environment: str, app_config: str, docker_host: DockerHost) -> None:
+    """Remove a preview environment: replicas, router, and its database."""
+    env = controller(environment, app_config, docker_host)
+    env.tear_down()
+    drop_database(env.database_url())

@@ -54,6 +54,25 @@ class ScanSummary(_Model):
     sarif_file: str | None = None
 
 
+def merge_scan_summaries(summaries: list[ScanSummary]) -> ScanSummary:
+    """One summary for the manifest: worst outcome, summed counts, all notes."""
+    by_scanner: dict[str, dict[str, int]] = {}
+    for summary in summaries:
+        for scanner, counts in summary.by_scanner.items():
+            merged = by_scanner.setdefault(scanner, {})
+            for severity, count in counts.items():
+                merged[severity] = merged.get(severity, 0) + count
+    return ScanSummary(
+        outcome="fail" if any(s.outcome == "fail" for s in summaries) else "pass",
+        by_scanner=by_scanner,
+        blocking=sum(s.blocking for s in summaries),
+        suppressed=sum(s.suppressed for s in summaries),
+        expired_ignores=sorted({e for s in summaries for e in s.expired_ignores}),
+        notes=sorted({n for s in summaries for n in s.notes}),
+        sarif_file=next((s.sarif_file for s in summaries if s.sarif_file), None),
+    )
+
+
 class ReleaseManifest(_Model):
     schema_: str = Field(default=MANIFEST_SCHEMA, alias="schema")
     app: str

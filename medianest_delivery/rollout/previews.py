@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from medianest_delivery.release.refs import require_git_ref
 from medianest_delivery.rollout.topology import EnvironmentPlan, allocate_preview, environment_plan, is_preview
 
 
@@ -38,3 +40,9 @@ def plan_for(environment: str, routers_dir: Path) -> EnvironmentPlan:
 def release_preview(environment: str, routers_dir: Path) -> None:
     with _locked(routers_dir / "previews.json") as allocations:
         allocations.pop(environment, None)
+
+
+def preview_name(branch: str) -> str:
+    """``feature/Canary-Analysis`` becomes ``preview-feature-canary-analysis`` (max 40 characters)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", require_git_ref(branch).lower()).strip("-")[:31]
+    return f"preview-{slug}"

@@ -363,7 +363,8 @@ def test_feature_ci_builds_and_serves_a_preview_then_tears_it_down(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from flows.feature_ci import feature_ci, preview_name
+    from flows.feature_ci import feature_ci
+    from medianest_delivery.rollout.previews import preview_name
 
     branch = f"feature/it-{uuid.uuid4().hex[:5]}"
     try:
