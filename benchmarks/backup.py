@@ -101,7 +101,7 @@ def main() -> None:
         from medianest_delivery.rollout.migrations import apply_migrations, discover_migrations
 
         apply_migrations(dsn, discover_migrations(ROOT / "examples" / "medianest" / "migrations"))
-        repo = storage.open()
+        repo = storage.get_client()
         timed("archiving caught up", lambda: wait_for_segment(repo, stanza, switch_wal(cluster.dsn()), timeout=1800))
         size = int(
             subprocess.run(

@@ -62,8 +62,7 @@ def main() -> None:
             manifest = build_and_publish(
                 registry_block=f"bench-{suffix}", signing_key_block=f"bench-{suffix}", version=version, releases_dir=tmp
             )
-            manifests[version] = Path(tmp) / f"{version}.json"
-            manifests[version].write_text(manifest.to_json())
+            manifests[version] = manifest
         common = {
             "environment": environment,
             "staging_environment": None,
@@ -77,7 +76,7 @@ def main() -> None:
             settings,
         )
         try:
-            deliver(release_manifest=str(manifests["1.0.0"]), **common)
+            deliver(release_manifest=manifests["1.0.0"], **common)
             api = f"http://127.0.0.1:{env.plan.router_port(0)}"
 
             # 1. bad canary under 50 requests/s.
@@ -85,9 +84,7 @@ def main() -> None:
             time.sleep(3)
             started = time.time() - load.elapsed()
             try:
-                deliver(
-                    release_manifest=str(manifests["1.1.0"]), fault_injection={"MEDIANEST_ERROR_RATE": "0.5"}, **common
-                )
+                deliver(release_manifest=manifests["1.1.0"], fault_injection={"MEDIANEST_ERROR_RATE": "0.5"}, **common)
                 raise SystemExit("the bad canary was promoted: the benchmark is meaningless")
             except RolloutFailedError as exc:
                 backend = exc.summary["components"][0]
@@ -103,7 +100,7 @@ def main() -> None:
             # 2. blue-green switch under >= 10,000 requests.
             load = LoadGenerator(f"{api}/version", rate=600, max_requests=30000, max_seconds=90, workers=8).start()
             time.sleep(2)
-            deliver(release_manifest=str(manifests["1.1.0"]), strategy="blue-green", **common)
+            deliver(release_manifest=manifests["1.1.0"], strategy="blue-green", **common)
             while load.report.total < 10000 and load.elapsed() < 85:
                 time.sleep(0.5)
             time.sleep(1)

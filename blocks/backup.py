@@ -56,7 +56,7 @@ class BackupStorage(Block):
             max_attempts=self.max_attempts,
         )
 
-    def open(self) -> BackupRepository:
+    def get_client(self) -> BackupRepository:
         return open_repository(self.spec())
 
 

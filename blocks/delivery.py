@@ -6,6 +6,8 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from medianest_delivery.rollout.history import ReleaseHistory, ensure_database
+from medianest_delivery.rollout.metrics import PrometheusClient
+from medianest_delivery.settings import StackSettings
 
 
 class MetricsProvider(Block):
@@ -16,6 +18,9 @@ class MetricsProvider(Block):
     url: str = Field(default="http://127.0.0.1:9090", description="Prometheus base URL")
     timeout_seconds: float = Field(default=3.0, gt=0, description="per-query timeout")
 
+    def get_client(self) -> PrometheusClient:
+        return PrometheusClient(self.url, self.timeout_seconds)
+
 
 class ReleaseHistoryDatabase(Block):
     """PostgreSQL holding every deploy, promotion, rollback and analysis measurement."""
@@ -23,8 +28,8 @@ class ReleaseHistoryDatabase(Block):
     _block_type_name = "MediaNest Release History"
 
     dsn: SecretStr = Field(
-        default=SecretStr("postgresql://postgres@127.0.0.1:5432/medianest_delivery"),
-        description="libpq connection string",
+        default_factory=lambda: SecretStr(StackSettings().history_dsn),
+        description="libpq connection string (default: the local stack's, MEDIANEST_HISTORY_DSN)",
     )
 
     def get_client(self) -> ReleaseHistory:

@@ -27,7 +27,6 @@ from blocks.loading import load_or_default
 from blocks.registry import OciRegistry
 from flows.build_and_publish import build_and_publish
 from flows.strategies import (
-    ComponentOutcome,
     RolloutContext,
     deploy_directly,
     monitor_promoted,
@@ -37,9 +36,10 @@ from flows.strategies import (
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
 from medianest_delivery.charts import canary_chart_markdown
 from medianest_delivery.errors import DeliveryError, RolloutFailedError, VerificationError
-from medianest_delivery.release.manifest import ReleaseManifest, load_release_manifest
+from medianest_delivery.release.manifest import ReleaseManifest, resolve_release
 from medianest_delivery.release.refs import tag_from_version
 from medianest_delivery.rollout.judge import CanaryThresholds
+from medianest_delivery.rollout.outcome import ComponentOutcome, RolloutOutcome
 from medianest_delivery.rollout.topology import environment_plan, is_preview, release_order
 from medianest_delivery.settings import StackSettings
 from tasks.events import RELEASE_FROZEN, RELEASE_PROMOTED, RELEASE_ROLLED_BACK, emit_release_event
@@ -97,7 +97,7 @@ def has_stable(ctx: RolloutContext, component: str) -> bool:
 
 @flow(name="validate-in-staging", log_prints=True)
 def validate_in_staging(
-    release_manifest: str,
+    release_manifest: ReleaseManifest | str,
     staging_environment: str = "staging",
     app_config: str = DEFAULT_APP_CONFIG,
     performance_requests: int = 200,
@@ -107,13 +107,14 @@ def validate_in_staging(
     registry_block: str | None = None,
     docker_host_block: str | None = None,
     history_block: str | None = None,
-    verified: bool = False,
 ) -> dict[str, Any]:
-    """Stage 3: migrations on a scratch copy, migrate, deploy 2 replicas, smoke, contract and performance tests."""
+    """Stage 3: verify, migrations on a scratch copy, migrate, deploy 2 replicas, smoke, contract, performance.
+
+    Verification is not optional: nothing unsigned starts in staging either.
+    """
     settings = StackSettings()
-    manifest = load_release_manifest(release_manifest)
-    if not verified:
-        verify_release(manifest, registry_block)
+    manifest = resolve_release(release_manifest)
+    verify_release(manifest, registry_block)
     docker_host = load_or_default(DockerHost, docker_host_block, DockerHost(base_url=settings.docker_host))
     history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
     config = load_app_config(app_config)
@@ -162,7 +163,7 @@ def validate_in_staging(
 
 @flow(name="deliver", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
 def deliver(
-    release_manifest: str | None = None,
+    release_manifest: ReleaseManifest | str | None = None,
     git_ref: str | None = None,
     strategy: Literal["canary", "blue-green"] = "canary",
     environment: str = "production",
@@ -199,10 +200,8 @@ def deliver(
     if release_manifest is None:
         if git_ref is None:
             raise DeliveryError("deliver needs a release_manifest, or a git_ref to build and publish first")
-        built = build_and_publish(app_config=app_config, git_ref=git_ref, registry_block=registry_block)
-        # build-and-publish persisted it here (publish_release_manifest)
-        release_manifest = str(settings.releases_dir / built.app / f"{built.version}-{built.git_sha[:12]}.json")
-    manifest = load_release_manifest(release_manifest)
+        release_manifest = build_and_publish(app_config=app_config, git_ref=git_ref, registry_block=registry_block)
+    manifest = resolve_release(release_manifest)
     config = load_app_config(app_config)
     if manifest.app != config.name:
         raise DeliveryError(f"release is for app {manifest.app!r} but the app config describes {config.name!r}")
@@ -225,13 +224,10 @@ def deliver(
     images = {image.component: image.reference for image in manifest.images}
     manifest_data = manifest.model_dump(mode="json", by_alias=True)
 
-    # 1. verify signatures and attestations: nothing unsigned ever starts.
-    verify_release(manifest, registry_block)
-
-    # 2-6. staging.
+    # 1-6. verify signatures and attestations (nothing unsigned ever starts), then staging, which verifies first.
     if staging_environment:
         validate_in_staging(
-            release_manifest,
+            manifest,
             staging_environment,
             app_config,
             performance_requests,
@@ -241,8 +237,9 @@ def deliver(
             registry_block,
             docker_host_block,
             history_block,
-            verified=True,
         )
+    else:
+        verify_release(manifest, registry_block)
 
     # 7. approval.
     if not auto_approve:
@@ -311,7 +308,9 @@ def deliver(
             if not has_stable(production, component.name):
                 deploy_directly(production, component.name, images[component.name])
                 outcomes.append(
-                    ComponentOutcome(component.name, "promoted", "first release", weights=[100], first_release=True)
+                    ComponentOutcome(
+                        component.name, RolloutOutcome.PROMOTED, "first release", weights=[100], first_release=True
+                    )
                 )
                 continue
             if strategy == "canary":
@@ -319,14 +318,14 @@ def deliver(
             else:
                 outcome = rollout_blue_green(production, component.name, images[component.name])
             outcomes.append(outcome)
-            if outcome.action != "promoted":
+            if outcome.action is not RolloutOutcome.PROMOTED:
                 failure = outcome
                 break
         if failure is None:
             for outcome in outcomes:
                 healthy, reason = monitor_promoted(production, outcome.component, monitoring_seconds)
                 if not healthy and not outcome.first_release:
-                    outcome.action, outcome.reason = "rolled-back", reason
+                    outcome.action, outcome.reason = RolloutOutcome.ROLLED_BACK, reason
                     failure = outcome
                     break
         if failure is not None:
@@ -337,12 +336,12 @@ def deliver(
                 if outcome.promoted or outcome is failure:
                     rollback(environment, app_config, outcome.component, outcome.promoted, docker_host)
             failure.decided_at = failure.decided_at or time.time()
-            event = "frozen" if failure.action == "frozen" else "rolled-back"
+            event = failure.action.value
             record_release_event(
                 history, environment, manifest_data, event, strategy, f"{failure.component}: {failure.reason}", run_id
             )
             emit_release_event(
-                RELEASE_FROZEN if event == "frozen" else RELEASE_ROLLED_BACK,
+                RELEASE_FROZEN if failure.action is RolloutOutcome.FROZEN else RELEASE_ROLLED_BACK,
                 environment,
                 manifest.app,
                 manifest.version,
@@ -351,7 +350,9 @@ def deliver(
         else:
             for outcome in outcomes:
                 decommission(environment, app_config, outcome.component, docker_host)
-            record_release_event(history, environment, manifest_data, "promoted", strategy, approval, run_id)
+            record_release_event(
+                history, environment, manifest_data, RolloutOutcome.PROMOTED.value, strategy, approval, run_id
+            )
             emit_release_event(
                 RELEASE_PROMOTED,
                 environment,
@@ -370,9 +371,9 @@ def deliver(
         "environment": environment,
         "strategy": strategy,
         "approval": approval,
-        "outcome": "promoted" if failure is None else failure.action,
+        "outcome": (RolloutOutcome.PROMOTED if failure is None else failure.action).value,
         "reason": failure.reason if failure else "",
-        "components": [vars(o) for o in outcomes],
+        "components": [{**vars(o), "action": o.action.value} for o in outcomes],
         "measurements": len(production.measurements),
     }
     create_markdown_artifact(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -46,21 +44,18 @@ def feature_ci(
         signing_key_block=signing_key_block,
         docker_host_block=docker_host_block,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "release.json"
-        path.write_text(manifest.to_json())
-        deliver(
-            release_manifest=str(path),
-            strategy="blue-green",
-            environment=environment,
-            staging_environment=None,
-            auto_approve=True,
-            replicas=1,
-            monitoring_seconds=0,
-            app_config=app_config,
-            registry_block=registry_block,
-            docker_host_block=docker_host_block,
-        )
+    deliver(
+        release_manifest=manifest,
+        strategy="blue-green",
+        environment=environment,
+        staging_environment=None,
+        auto_approve=True,
+        replicas=1,
+        monitoring_seconds=0,
+        app_config=app_config,
+        registry_block=registry_block,
+        docker_host_block=docker_host_block,
+    )
     plan = plan_for(environment, settings.routers_dir)
     urls = {c.name: plan.router_url(i) for i, c in enumerate(config.components)}
     entry = urls.get(config.components[-1].name, "")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -13,6 +10,7 @@ from blocks.delivery import ReleaseHistoryDatabase
 from blocks.loading import load_or_default
 from flows.deliver import deliver
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG
+from medianest_delivery.release.manifest import ReleaseManifest
 from tasks.history import find_release
 
 
@@ -32,20 +30,17 @@ def rollback_release(
     The earlier release is verified again (signatures and attestations) before it runs.
     """
     history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
-    manifest = find_release(history, environment, app, version)
-    get_run_logger().info("rolling %s back to %s (%s)", environment, manifest["version"], manifest["git_sha"][:12])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "release.json"
-        path.write_text(json.dumps(manifest))
-        return deliver(
-            release_manifest=str(path),
-            strategy="blue-green",
-            environment=environment,
-            staging_environment=None,
-            auto_approve=True,
-            app_config=app_config,
-            history_block=history_block,
-            docker_host_block=docker_host_block,
-            metrics_block=metrics_block,
-            registry_block=registry_block,
-        )
+    manifest = ReleaseManifest.model_validate(find_release(history, environment, app, version))
+    get_run_logger().info("rolling %s back to %s (%s)", environment, manifest.version, manifest.git_sha[:12])
+    return deliver(
+        release_manifest=manifest,
+        strategy="blue-green",
+        environment=environment,
+        staging_environment=None,
+        auto_approve=True,
+        app_config=app_config,
+        history_block=history_block,
+        docker_host_block=docker_host_block,
+        metrics_block=metrics_block,
+        registry_block=registry_block,
+    )

@@ -73,7 +73,7 @@ def store_backup(
     storage: BackupStorage, stanza: str, backup_id: str, dump: DumpResult, spool_dir: str, key_id: str
 ) -> BackupManifest:
     """Upload every object (checksummed, resumable), then write the manifest that makes it complete."""
-    repository = storage.open()
+    repository = storage.get_client()
     entries = store_objects(repository, stanza, backup_id, dump.objects, Path(spool_dir))
     manifest = BackupManifest(
         backup_id=backup_id,
@@ -104,7 +104,7 @@ def store_backup(
 )
 def replicate_backup(primary: BackupStorage, replica: BackupStorage, manifest: BackupManifest) -> BackupManifest:
     """Copy to the second ("cross-region") repository and verify it there by checksum."""
-    source, target = primary.open(), replica.open()
+    source, target = primary.get_client(), replica.get_client()
     with tempfile.TemporaryDirectory(prefix="replicate-") as spool:
         copy_backup(source, target, manifest, Path(spool))
     updated = manifest.model_copy(update={"copies": sorted({*manifest.copies, target.location})})
@@ -117,7 +117,7 @@ def apply_retention(
     storage: BackupStorage, stanza: str, kind: str, policy: RetentionPolicy, dry_run: bool
 ) -> list[tuple[str, str, str]]:
     """GFS over complete backups of `kind`; with dry_run nothing is deleted, the report says what would be."""
-    repository = storage.open()
+    repository = storage.get_client()
     plan, _entries = plan_stanza_retention(repository, stanza, kind, policy)
     if not dry_run:
         expire_backups(repository, stanza, sorted(plan.delete))
@@ -131,7 +131,7 @@ def _store_single(
     started = dt.datetime.now(dt.UTC)
     backup_id = new_backup_id(kind.value, started)
     encoded = encode_to_file(iter([payload]), key, spool / f"{name}.zst.enc")
-    repository = storage.open()
+    repository = storage.get_client()
     entries = store_objects(repository, stanza, backup_id, [encoded], spool)
     manifest = BackupManifest(
         backup_id=backup_id,
@@ -193,7 +193,7 @@ def backup_secrets(storage: BackupStorage, stanza: str, key_secret: str) -> Back
 
 @task(name="find-backup", task_run_name="find {backup_id}", cache_policy=NO_CACHE, **REPOSITORY_RETRIES)
 def find_backup(storage: BackupStorage, stanza: str, backup_id: str | None, kind: str = "logical") -> BackupManifest:
-    repository = storage.open()
+    repository = storage.get_client()
     if backup_id is None or backup_id == "latest":
         return latest_backup(repository, stanza, kind)
     return load_manifest(repository, stanza, backup_id)
@@ -202,7 +202,7 @@ def find_backup(storage: BackupStorage, stanza: str, backup_id: str | None, kind
 @task(name="verify-checksums", task_run_name="verify {manifest.backup_id}", cache_policy=NO_CACHE, **REPOSITORY_RETRIES)
 def verify_checksums(storage: BackupStorage, manifest: BackupManifest) -> list[str]:
     """Re-read every stored object; each problem names the object."""
-    return verify_objects(storage.open(), manifest)
+    return verify_objects(storage.get_client(), manifest)
 
 
 @task(name="restore-to-scratch", task_run_name="restore {manifest.backup_id} into {scratch_dsn}", cache_policy=NO_CACHE)
@@ -220,7 +220,7 @@ def restore_to_scratch(
         raise ConfigError(f"backup {manifest.backup_id} is a {manifest.kind} backup, not a database dump")
     started = time.monotonic()
     create_database(scratch_dsn)
-    restore_logical(storage.open(), manifest.objects, manifest.dump_format, key, scratch_dsn, jobs)
+    restore_logical(storage.get_client(), manifest.objects, manifest.dump_format, key, scratch_dsn, jobs)
     return time.monotonic() - started
 
 

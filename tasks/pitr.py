@@ -58,7 +58,7 @@ def take_and_store_base_backup(
             result = take_base_backup(cluster_dsn, key, Path(spool))
         except OSError as exc:
             raise DatabaseUnavailableError(f"base backup of {cluster_dsn} failed: {exc}") from exc
-        repository = storage.open()
+        repository = storage.get_client()
         entries = store_objects(repository, stanza, backup_id, [result.encoded], Path(spool))
     manifest = BackupManifest(
         backup_id=backup_id,
@@ -85,7 +85,7 @@ def take_and_store_base_backup(
 def check_archiving(storage: BackupStorage, stanza: str, cluster_dsn: str, timeout_s: float = 120) -> dict[str, object]:
     """Like `pgbackrest check`: force a WAL switch and wait until that segment is in the repository."""
     segment = switch_wal(cluster_dsn)
-    seconds = wait_for_segment(storage.open(), stanza, segment, timeout_s)
+    seconds = wait_for_segment(storage.get_client(), stanza, segment, timeout_s)
     get_run_logger().info("WAL %s archived %.2f s after the switch", segment, seconds)
     return {"segment": segment, "seconds": seconds}
 
@@ -93,13 +93,13 @@ def check_archiving(storage: BackupStorage, stanza: str, cluster_dsn: str, timeo
 @task(name="verify-repository", task_run_name="verify {stanza}", cache_policy=NO_CACHE, **REPOSITORY_RETRIES)
 def verify_repository(storage: BackupStorage, stanza: str, key_secret: str) -> VerifyReport:
     """Like `pgbackrest verify`: every object's size and checksum, every WAL segment, the chain's gaps."""
-    return verify_stanza(storage.open(), stanza, load_backup_key(key_secret))
+    return verify_stanza(storage.get_client(), stanza, load_backup_key(key_secret))
 
 
 @task(name="expire-wal", task_run_name="expire WAL of {stanza}", cache_policy=NO_CACHE, **REPOSITORY_RETRIES)
 def expire_wal(storage: BackupStorage, stanza: str, dry_run: bool) -> list[str]:
     """Delete WAL older than the oldest complete base backup needs (never anything newer)."""
-    repository = storage.open()
+    repository = storage.get_client()
     bases = [e.manifest for e in list_catalog(repository, stanza, BackupKind.BASE.value)]
     if not bases:
         return []
@@ -121,7 +121,7 @@ def base_backup_for(
     storage: BackupStorage, stanza: str, backup_id: str, target_time: dt.datetime | None
 ) -> BackupManifest:
     """The named base backup, or the newest one that finished before the target time."""
-    repository = storage.open()
+    repository = storage.get_client()
     if backup_id != "latest":
         return load_manifest(repository, stanza, backup_id)
     candidates = [
@@ -154,7 +154,7 @@ def restore_point_in_time(
     cluster = LocalCluster(workdir / "data", free_port())
     try:
         config = write_archiver_config(workdir / "archiver", manifest.stanza, storage.spec(), key)
-        restore_base_backup(storage.open(), manifest.objects[0], key, cluster)
+        restore_base_backup(storage.get_client(), manifest.objects[0], key, cluster)
         result = recover(cluster, config, target)
     except BaseException:
         cluster.remove()  # a failed restore leaves no cluster, key file or data behind

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
 from typing import Any
 
 from prefect import task
@@ -14,51 +13,38 @@ from prefect_docker import DockerHost
 from blocks.delivery import MetricsProvider
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.errors import MetricsUnavailableError, StackError
-from medianest_delivery.rollout.analysis import AnalysisScope, observe_step, p95_query
+from medianest_delivery.rollout.analysis import AnalysisScope, ChartPoint, StepAssessment, observe_step, p95_query
 from medianest_delivery.rollout.environment import EnvironmentController, SlotRelease
 from medianest_delivery.rollout.judge import CanaryThresholds, SliceCounts, assess_canary_step
 from medianest_delivery.rollout.metrics import PrometheusClient
 from medianest_delivery.rollout.migrations import drop_database
-from medianest_delivery.rollout.runtime import DockerRuntime
+from medianest_delivery.rollout.router import HAProxyRouter, Router
+from medianest_delivery.rollout.runtime import DockerRuntime, Runtime
 from medianest_delivery.rollout.topology import other_slot
 from medianest_delivery.settings import StackSettings
 
 
+def runtime_for(docker_host: DockerHost) -> Runtime:
+    """The runtime a Docker host block stands for (the seam the middle-tier tests replace with a fake)."""
+    return DockerRuntime(docker_host.get_client())
+
+
+def router_for(settings: StackSettings, environment: str) -> Router:
+    """The environment's router (HAProxy; a fake in the middle-tier tests)."""
+    return HAProxyRouter(settings.routers_dir, environment)
+
+
 def controller(environment: str, app_config: str, docker_host: DockerHost) -> EnvironmentController:
+    settings = StackSettings()
     return EnvironmentController(
-        environment, load_app_config(app_config), DockerRuntime(docker_host.get_client()), StackSettings()
+        environment, load_app_config(app_config), runtime_for(docker_host), settings, router_for(settings, environment)
     )
 
 
 @task(name="reconcile-environment", task_run_name="reconcile: {environment}")
 def reconcile_environment(environment: str, app_config: str, docker_host: DockerHost) -> list[str]:
-    """Bring router and replicas back to the recorded state after a crash or restart.
-
-    A candidate slot that still holds traffic means a rollout died midway: it is
-    taken out (weight 0, replicas removed) and reported, never promoted. Stable
-    replicas that are missing are started again from the recorded release.
-    """
-    env = controller(environment, app_config, docker_host)
-    state = env.ensure_router()
-    actions: list[str] = []
-    running = {r.name for r in env.runtime.list(environment) if r.running}
-    for name, backend in state.backends.items():
-        candidate = other_slot(backend.stable_slot)
-        if backend.active_replicas[candidate] or backend.weights[candidate]:
-            env.abort_candidate(name)
-            actions.append(f"{name}: interrupted rollout in slot {candidate} rolled back")
-        release = backend.slot_releases.get(backend.stable_slot)
-        replicas = backend.active_replicas[backend.stable_slot]
-        if release and replicas:
-            expected = [f"mn-{environment}-{name}-{backend.stable_slot}{i}" for i in range(replicas)]
-            if any(e not in running for e in expected):
-                slot_release = SlotRelease(name, backend.stable_slot, release["image"], release["version"], replicas)
-                specs = env.start_slot(slot_release, release.get("extra_env", {}))
-                failures = env.wait_healthy(specs, 60)
-                if failures:
-                    raise StackError(f"{environment}/{name}: stable replicas did not come back: {failures}")
-                actions.append(f"{name}: restarted missing stable replicas of {release['version']}")
-    env.router.apply(env.state())
+    """Bring router and replicas back to the recorded state after a crash or restart (see `reconcile`)."""
+    actions = controller(environment, app_config, docker_host).reconcile()
     for action in actions:
         get_run_logger().warning(action)
     return actions
@@ -134,28 +120,29 @@ def assess_canary(
     since: float,
     step: int,
     analysis: int,
-    thresholds: dict[str, Any],
+    thresholds: CanaryThresholds,
     metrics: MetricsProvider,
-) -> dict[str, Any]:
+) -> StepAssessment:
     """One analysis: query Prometheus, judge, return every measurement with its resolved query."""
     scope = AnalysisScope(environment, component, canary_slot, other_slot(canary_slot))
-    observation = observe_step(PrometheusClient(metrics.url, metrics.timeout_seconds), scope, since)
-    decision = assess_canary_step(observation, CanaryThresholds(**thresholds))
+    client = metrics.get_client()
+    observation = observe_step(client, scope, since)
+    decision = assess_canary_step(observation, thresholds)
     logger = get_run_logger()
     for m in decision.measurements:
         logger.info("%s %s: %s (%s) %s", component, m.metric, m.phase.value, m.threshold, m.message)
-    return {
-        "phase": decision.phase.value,
-        "reasons": decision.reasons,
-        "measurements": [{**asdict(m), "phase": m.phase.value} for m in decision.measurements],
-        "canary_requests": observation.canary.requests if observation.canary else None,
-        "chart": {
-            "canary_error_rate": _rate(observation.canary),
-            "stable_error_rate": _rate(observation.stable),
-            "canary_p95": observation.canary_p95_seconds,
-            "stable_p95": stable_p95(PrometheusClient(metrics.url, metrics.timeout_seconds), scope, since),
-        },
-    }
+    return StepAssessment(
+        phase=decision.phase,
+        reasons=decision.reasons,
+        measurements=decision.measurements,
+        canary_requests=observation.canary.requests if observation.canary else None,
+        chart=ChartPoint(
+            canary_error_rate=_rate(observation.canary),
+            stable_error_rate=_rate(observation.stable),
+            canary_p95=observation.canary_p95_seconds,
+            stable_p95=stable_p95(client, scope, since),
+        ),
+    )
 
 
 def _rate(counts: SliceCounts | None) -> float | None:

@@ -37,41 +37,21 @@ from medianest_delivery.release.cosign_format import (
 from medianest_delivery.release.manifest import SignatureRef
 from medianest_delivery.release.signing_keys import (
     KeyPairPem,
-    ensure_local_key_pair,
     key_id,
     load_private_key,
     load_public_key,
     sign_bytes,
 )
 from medianest_delivery.release.verification import VerificationReport, verify_image_evidence
-from medianest_delivery.settings import StackSettings
 from tasks.policies import CACHE_EXPIRATION, digest_key, retry_on
 
 REQUIRED_PREDICATES = [SLSA_PROVENANCE_V1, CYCLONEDX_PREDICATE]
 
 
-def resolve_key_pair(signing_key: SigningKey) -> KeyPairPem:
-    password = signing_key.password.get_secret_value().encode()
-    if signing_key.private_key_pem is not None:
-        private = signing_key.private_key_pem.get_secret_value().encode()
-        public = (signing_key.public_key_pem or "").encode()
-        if not public:
-            from cryptography.hazmat.primitives import serialization
-
-            public = (
-                load_private_key(private, password)
-                .public_key()
-                .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            )
-        return KeyPairPem(private, public)
-    key_dir = Path(signing_key.key_dir) if signing_key.key_dir else StackSettings().keys_dir
-    return ensure_local_key_pair(key_dir, password)
-
-
 @task(name="load-public-key", task_run_name="sign: load public key")
 def load_public_key_pem(signing_key: SigningKey) -> str:
     """The public key (PEM) that verifies this pipeline's signatures."""
-    return resolve_key_pair(signing_key).public_pem.decode()
+    return signing_key.get_client().public_pem.decode()
 
 
 @task(
@@ -169,7 +149,7 @@ def sign_image(
     Uses a ``cosign`` binary when one is on PATH, otherwise the built-in signer
     writing the same tags and media types.
     """
-    pair = resolve_key_pair(signing_key)
+    pair = signing_key.get_client()
     password = signing_key.password.get_secret_value()
     name = f"{registry.host}/{repository}"
     predicates: dict[str, dict[str, Any]] = {

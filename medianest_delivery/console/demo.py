@@ -67,17 +67,16 @@ def run_delivery_demo(console: Console, settings: StackSettings, app_config: str
     for version, strategy, fault, label in DEMO_RELEASES:
         console.rule(label)
         manifest = build_and_publish(app_config=app_config, version=version)
-        path = settings.releases_dir / manifest.app / f"{manifest.version}-{manifest.git_sha[:12]}.json"
         if version == DEMO_RELEASES[0][0]:
             print_release_summary(console, manifest, settings)
             # Stage 3 once, before the demo's own production load starts (it would skew the performance check).
-            validate_in_staging(release_manifest=str(path), app_config=app_config)
+            validate_in_staging(release_manifest=manifest, app_config=app_config)
         api = LoadGenerator(f"http://127.0.0.1:{plan.router_port(0)}/api/media", 50, 15000, 300).start()
         web = LoadGenerator(f"http://127.0.0.1:{plan.router_port(1)}/", 10, 3000, 300).start()
         started = time.monotonic()
         try:
             summary = deliver(
-                release_manifest=str(path),
+                release_manifest=manifest,
                 strategy=strategy,
                 auto_approve=True,
                 app_config=app_config,

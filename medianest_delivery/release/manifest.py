@@ -112,3 +112,39 @@ def load_release_manifest(path: str | Path) -> ReleaseManifest:
         raise ConfigError(f"release manifest {manifest_path} does not exist") from exc
     except (json.JSONDecodeError, ValidationError) as exc:
         raise ConfigError(f"release manifest {manifest_path} is invalid: {exc}") from exc
+
+
+class ReleaseStore:
+    """The one place that knows where release manifests live on disk.
+
+    <root>/<app>/<version>-<sha12>.json   one file per published release
+    <root>/<app>/latest.json              the newest published release of the app
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, manifest: ReleaseManifest) -> Path:
+        return self.root / manifest.app / f"{manifest.version}-{manifest.git_sha[:12]}.json"
+
+    def latest_path(self, app: str) -> Path:
+        return self.root / app / "latest.json"
+
+    def save(self, manifest: ReleaseManifest) -> Path:
+        """Write the release's own file and point latest.json at its content; returns the release's file."""
+        path = self.path(manifest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = manifest.to_json()
+        for target in (path, self.latest_path(manifest.app)):
+            partial = target.with_suffix(".partial")
+            partial.write_text(text)
+            partial.replace(target)  # readers never see half a manifest
+        return path
+
+    def load(self, path: str | Path) -> ReleaseManifest:
+        return load_release_manifest(path)
+
+
+def resolve_release(release: ReleaseManifest | str | Path) -> ReleaseManifest:
+    """Flows take a release as the model itself (in-process callers, deployments with JSON) or a manifest file."""
+    return release if isinstance(release, ReleaseManifest) else load_release_manifest(release)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from medianest_delivery.errors import MetricsUnavailableError
-from medianest_delivery.rollout.judge import SliceCounts, StepObservation
+from medianest_delivery.rollout.judge import Measurement, Phase, SliceCounts, StepObservation
 from medianest_delivery.rollout.metrics import PrometheusClient
 
 # Probes and scrapes are not user traffic.
@@ -120,3 +120,24 @@ def _flatten(series: dict[str, list[float]]) -> list[float]:
     for points in series.values():
         values.extend(points)
     return values
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    """Canary against stable at one analysis: what the canary chart artifact draws."""
+
+    canary_error_rate: float | None
+    stable_error_rate: float | None
+    canary_p95: float | None
+    stable_p95: float | None
+
+
+@dataclass(frozen=True)
+class StepAssessment:
+    """One analysis of one canary step: the judge's phase, its reasons and every measurement."""
+
+    phase: Phase
+    reasons: list[str]
+    measurements: list[Measurement]
+    canary_requests: int | None
+    chart: ChartPoint

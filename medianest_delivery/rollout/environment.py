@@ -7,7 +7,6 @@ that describe what should be running (and `reconcile` can restore it).
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ from medianest_delivery.errors import StackError
 from medianest_delivery.rollout.judge import split_weights
 from medianest_delivery.rollout.metrics import write_scrape_targets
 from medianest_delivery.rollout.previews import plan_for, release_preview
-from medianest_delivery.rollout.router import HAProxyRouter, RouterState, new_backend
+from medianest_delivery.rollout.router import HAProxyRouter, Router, RouterState, new_backend
 from medianest_delivery.rollout.runtime import ReplicaSpec, Runtime, wait_until_healthy
 from medianest_delivery.rollout.topology import EnvironmentPlan, other_slot
 from medianest_delivery.settings import StackSettings
@@ -32,13 +31,15 @@ class SlotRelease:
 
 
 class EnvironmentController:
-    def __init__(self, name: str, config: AppConfig, runtime: Runtime, settings: StackSettings) -> None:
+    def __init__(
+        self, name: str, config: AppConfig, runtime: Runtime, settings: StackSettings, router: Router | None = None
+    ) -> None:
         self.name = name
         self.config = config
         self.runtime = runtime
         self.settings = settings
         self.plan: EnvironmentPlan = plan_for(name, settings.routers_dir)
-        self.router = HAProxyRouter(settings.routers_dir, name)
+        self.router: Router = router or HAProxyRouter(settings.routers_dir, name)
 
     # -- state -------------------------------------------------------------
     def state(self) -> RouterState:
@@ -205,7 +206,39 @@ class EnvironmentController:
         """Remove replicas, router, its files and scrape targets, and free a preview's ports."""
         self.runtime.remove(self.name)
         self.router.stop()
-        shutil.rmtree(self.router.dir, ignore_errors=True)
+        self.router.remove_files()
         write_scrape_targets(self.settings.scrape_targets_dir, f"app-{self.name}", [])
         write_scrape_targets(self.settings.scrape_targets_dir, f"router-{self.name}", [])
         release_preview(self.name, self.settings.routers_dir)
+
+    # -- recovery ----------------------------------------------------------
+    def reconcile(self, health_deadline_seconds: float = 60) -> list[str]:
+        """Bring router and replicas back to the recorded state after a crash or restart; what was done.
+
+        A candidate slot that still holds traffic means a rollout died midway: it is
+        taken out (weight 0, replicas removed), never promoted. Stable replicas that
+        are missing are started again from the recorded release.
+        """
+        state = self.ensure_router()
+        actions: list[str] = []
+        running = {r.name for r in self.runtime.list(self.name) if r.running}
+        for name, backend in state.backends.items():
+            candidate = other_slot(backend.stable_slot)
+            if backend.active_replicas[candidate] or backend.weights[candidate]:
+                self.abort_candidate(name)
+                actions.append(f"{name}: interrupted rollout in slot {candidate} rolled back")
+            release = backend.slot_releases.get(backend.stable_slot)
+            replicas = backend.active_replicas[backend.stable_slot]
+            if release and replicas:
+                expected = [f"mn-{self.name}-{name}-{backend.stable_slot}{i}" for i in range(replicas)]
+                if any(e not in running for e in expected):
+                    slot_release = SlotRelease(
+                        name, backend.stable_slot, release["image"], release["version"], replicas
+                    )
+                    specs = self.start_slot(slot_release, release.get("extra_env", {}))
+                    failures = self.wait_healthy(specs, health_deadline_seconds)
+                    if failures:
+                        raise StackError(f"{self.name}/{name}: stable replicas did not come back: {failures}")
+                    actions.append(f"{name}: restarted missing stable replicas of {release['version']}")
+        self.router.apply(self.state())
+        return actions

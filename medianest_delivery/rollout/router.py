@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -134,6 +135,22 @@ def runtime_commands(backend: BackendState) -> list[str]:
     return commands
 
 
+class Router(Protocol):
+    """What an environment needs from its traffic router (HAProxy here; a fake in the middle-tier tests)."""
+
+    def load_state(self) -> RouterState | None: ...
+
+    def save_state(self, state: RouterState) -> None: ...
+
+    def start(self, state: RouterState) -> None: ...
+
+    def stop(self) -> bool: ...
+
+    def apply(self, state: RouterState, components: list[str] | None = None) -> None: ...
+
+    def remove_files(self) -> None: ...
+
+
 class HAProxyRouter:
     """One HAProxy process per environment, with its files under ``root``."""
 
@@ -228,6 +245,10 @@ class HAProxyRouter:
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
         return b"".join(chunks).decode()
+
+    def remove_files(self) -> None:
+        """Its config, state and sockets: for an environment torn down for good (a preview)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def apply(self, state: RouterState, components: list[str] | None = None) -> None:
         """Persist ``state`` then push it to the live process through the runtime API."""

@@ -125,16 +125,16 @@ def test_backup_to_s3_copy_to_directory_then_validate(
     )
     assert manifest.row_counts == {"public.media": 20000, "public.schema_migrations": 2}
     assert manifest.key_id == EncryptionKey.parse(Secret.load(backup_key).get()).key_id
-    assert manifest.copies == [replica.open().location]
+    assert manifest.copies == [replica.get_client().location]
     assert manifest.wal_start_lsn is not None
     for storage in (primary, replica):
-        logical = [e.manifest.backup_id for e in list_catalog(storage.open(), "it-s3", "logical")]
+        logical = [e.manifest.backup_id for e in list_catalog(storage.get_client(), "it-s3", "logical")]
         assert logical == [manifest.backup_id]
-    catalog = {e.manifest.kind: e.manifest for e in list_catalog(primary.open(), "it-s3")}
+    catalog = {e.manifest.kind: e.manifest for e in list_catalog(primary.get_client(), "it-s3")}
     assert set(catalog) == {"logical", "config", "secrets"}
     key = EncryptionKey.parse(Secret.load(backup_key).get())
     config = catalog["config"].objects[0]
-    plain = b"".join(decode_chunks(primary.open().get_chunks(config.key), key, config.key, config.sha256))
+    plain = b"".join(decode_chunks(primary.get_client().get_chunks(config.key), key, config.key, config.sha256))
     with tarfile.open(fileobj=io.BytesIO(plain)) as archive:
         names = archive.getnames()
     assert {"prefect.yaml", "release-history.json", "deployments/prometheus/alerts.yml"} <= set(names)
@@ -144,7 +144,7 @@ def test_backup_to_s3_copy_to_directory_then_validate(
     assert record.verdict is ValidationVerdict.PASSED
     assert record.restore_seconds is not None
     assert record.restore_seconds > 0
-    stored = load_validation(primary.open(), "it-s3", manifest.backup_id)
+    stored = load_validation(primary.get_client(), "it-s3", manifest.backup_id)
     assert stored is not None
     assert stored.verdict is ValidationVerdict.PASSED
     with psycopg.connect(f"{SERVER}/postgres") as conn:
@@ -171,7 +171,7 @@ def test_flipped_byte_fails_validation_and_names_the_object(source_db: str, back
     target.write_bytes(bytes(data))
     with pytest.raises(VerificationError, match=f"{manifest.objects[0].key}: SHA-256"):
         validate_backup(database_url=source_db, stanza="it-flip", storage_block=name, key_secret=backup_key)
-    record = load_validation(storage.open(), "it-flip", manifest.backup_id)
+    record = load_validation(storage.get_client(), "it-flip", manifest.backup_id)
     assert record is not None
     assert record.verdict is ValidationVerdict.FAILED
     assert manifest.objects[0].key in record.problems[0]
@@ -185,8 +185,8 @@ def test_wrong_key_is_named_and_nothing_is_deleted(source_db: str, backup_key: s
     Secret(value=EncryptionKey.generate().encoded()).save(other)
     with pytest.raises(VerificationError, match=f"key id {manifest.key_id}"):
         validate_backup(database_url=source_db, stanza="it-key", storage_block=name, key_secret=other)
-    assert backup_ids(storage.open(), "it-key") == [manifest.backup_id]
-    assert all(storage.open().exists(o.key) for o in manifest.objects)
+    assert backup_ids(storage.get_client(), "it-key") == [manifest.backup_id]
+    assert all(storage.get_client().exists(o.key) for o in manifest.objects)
 
 
 def test_missing_key_fails_before_touching_the_repository(
@@ -250,9 +250,9 @@ def test_second_backup_of_a_stanza_waits_for_the_first(source_db: str, backup_ke
         worker = threading.Thread(target=lambda: outcome.setdefault("manifest", database_backup_only(**kwargs)))
         worker.start()
         time.sleep(4)
-        assert backup_ids(storage.open(), "it-lock") == [], "the second run must not start while the lock is held"
+        assert backup_ids(storage.get_client(), "it-lock") == [], "the second run must not start while the lock is held"
     worker.join(120)
-    assert backup_ids(storage.open(), "it-lock") == [outcome["manifest"].backup_id]  # type: ignore[attr-defined]
+    assert backup_ids(storage.get_client(), "it-lock") == [outcome["manifest"].backup_id]  # type: ignore[attr-defined]
     with (
         concurrency("backup-it-lock", occupy=1, strict=True, lease_duration=60),
         pytest.raises(DeliveryError, match="stanza it-lock is busy"),
@@ -285,7 +285,7 @@ def test_retention_keeps_the_last_good_backup_when_the_newest_is_broken(
 
     report = expire()
     assert (broken.backup_id, "delete", "failed validation") in report
-    assert backup_ids(storage.open(), "it-gfs") == [good.backup_id]
+    assert backup_ids(storage.get_client(), "it-gfs") == [good.backup_id]
 
 
 def test_s3_failing_mid_backup_is_retried_and_resumed(backup_key: str, s3_endpoint: str, tmp_path: Path) -> None:

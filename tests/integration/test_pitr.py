@@ -89,7 +89,7 @@ def test_base_backup_then_restore_to_a_point_in_time(archived: Archived) -> None
     archived.execute("INSERT INTO media (title, kind) VALUES ('after-target', 'movie')")
     assert isinstance(target, dt.datetime)
     segment = archived.execute("SELECT pg_walfile_name(pg_switch_wal())", "postgres")
-    wait_for_segment(archived.storage.open(), STANZA, str(segment))
+    wait_for_segment(archived.storage.get_client(), STANZA, str(segment))
 
     result = pitr_restore(
         stanza=STANZA,

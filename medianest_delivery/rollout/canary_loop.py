@@ -1,0 +1,60 @@
+"""The analysis loop of one canary step: assess every interval until the judge decides.
+
+The loop only sequences; each assessment comes from a `StepAssessor` (in the
+flow, a Prefect task querying Prometheus; in tests, a scripted fake) and each
+decision from `decide_action`. Like Argo Rollouts, an analysis that errors is a
+measurement, not an exception: errors in a row hold the step, then roll back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from medianest_delivery.rollout.analysis import StepAssessment
+from medianest_delivery.rollout.judge import Action, CanaryThresholds, Phase, decide_action
+
+
+class StepAssessor(Protocol):
+    def __call__(self, analysis: int) -> StepAssessment: ...
+
+
+@dataclass(frozen=True)
+class LoopVerdict:
+    action: Action
+    reasons: list[str]
+    analyses: int
+
+
+def analyse_until_decided(
+    assess: StepAssessor,
+    thresholds: CanaryThresholds,
+    *,
+    backward_compatible: bool,
+    interval_seconds: float,
+    max_seconds: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> LoopVerdict:
+    """Assess after every interval until pass, fail or a limit; `max_seconds` ends a window that saw nothing wrong.
+
+    Worked example, thresholds with max_consecutive_errors=3: phases
+    INCONCLUSIVE, ERROR, ERROR, PASSED give NEXT_STEP after 4 analyses (errors
+    that stop before the limit only hold the step); ERROR, ERROR, ERROR give
+    ROLLBACK after 3.
+    """
+    errors_in_a_row = waits = analysis = 0
+    deadline = None if max_seconds is None else clock() + max_seconds
+    while True:
+        sleep(interval_seconds)
+        analysis += 1
+        result = assess(analysis)
+        errors_in_a_row = errors_in_a_row + 1 if result.phase is Phase.ERROR else 0
+        waits = waits + 1 if result.phase is Phase.INCONCLUSIVE else waits
+        action = decide_action(result.phase, errors_in_a_row, waits, thresholds, not backward_compatible)
+        if action is not Action.WAIT:
+            return LoopVerdict(action, result.reasons or [f"{result.phase.value} after {analysis} analyses"], analysis)
+        if deadline is not None and clock() > deadline:
+            return LoopVerdict(Action.NEXT_STEP, [], analysis)  # window over with nothing wrong
