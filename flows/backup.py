@@ -35,6 +35,7 @@ from medianest_delivery.backup.manifest import (
 from medianest_delivery.backup.retention import RetentionPolicy
 from medianest_delivery.backup.verdicts import RecoveryObjectives, assess_objectives
 from medianest_delivery.errors import DeliveryError, VerificationError
+from medianest_delivery.renderers import backup_markdown, validation_markdown
 from medianest_delivery.settings import PROJECT_ROOT, StackSettings
 from tasks.backup import (
     apply_retention,
@@ -68,10 +69,6 @@ def _target(
     dsn = database_url or config.database_url(environment)
     checks = config.database.checks if config.database else []
     return dsn, stanza or f"{config.name}-{environment}", checks
-
-
-def _mb(value: int) -> str:
-    return f"{value / 1e6:,.1f} MB"
 
 
 @flow(name="nightly-backup", log_prints=True)
@@ -149,28 +146,10 @@ def nightly_backup(
         emit_backup_event("medianest.backup.failed", stanza_name, backup_id, {"error": str(exc)})
         raise
     elapsed = time.monotonic() - started
-    throughput = manifest.plain_size / max(manifest.duration_s, 1e-6) / 1e6
-    rows = "\n".join(f"| {b} | {action} | {why} |" for b, action, why in retention)
     create_markdown_artifact(
         key=f"backup-{stanza_name}",
         description=f"nightly-backup {manifest.backup_id}",
-        markdown=(
-            f"# Backup {manifest.backup_id}\n\n"
-            "| field | value |\n|---|---|\n"
-            f"| database | {manifest.database} ({stanza_name}) |\n"
-            f"| dump | {manifest.dump_format}, {len(manifest.objects)} object(s) |\n"
-            f"| size | {_mb(manifest.plain_size)} plain → {_mb(manifest.size)} stored "
-            f"(×{manifest.plain_size / max(manifest.size, 1):.1f}) |\n"
-            f"| dump duration | {manifest.duration_s:.1f} s ({throughput:.1f} MB/s) |\n"
-            f"| run duration | {elapsed:.1f} s |\n"
-            f"| tables / rows | {len(manifest.row_counts)} / {sum(manifest.row_counts.values()):,} |\n"
-            f"| WAL position | {manifest.wal_start_lsn} (timeline {manifest.timeline}) |\n"
-            f"| key id | {manifest.key_id} |\n"
-            f"| copies | {', '.join(manifest.copies) or 'none'} |\n"
-            f"| also stored | {', '.join(m.backup_id for m in extras) or 'nothing'} |\n\n"
-            f"## Retention{' (dry run: nothing deleted)' if retention_dry_run else ''}\n\n"
-            f"| backup | action | why |\n|---|---|---|\n{rows}\n"
-        ),
+        markdown=backup_markdown(manifest, stanza_name, elapsed, extras, retention, retention_dry_run),
     )
     emit_backup_event(
         "medianest.backup.completed",
@@ -217,7 +196,8 @@ def validate_backup(
                 drop_scratch_database(scratch)
     rto = time.monotonic() - started
     rpo = backup_age_seconds(manifest)
-    objectives = assess_objectives(rto, rpo, RecoveryObjectives(rto_target_minutes * 60, rpo_target_hours * 3600))
+    targets = RecoveryObjectives(rto_target_minutes * 60, rpo_target_hours * 3600)
+    objectives = assess_objectives(rto, rpo, targets)
     verdict = ValidationVerdict.FAILED if problems else ValidationVerdict.PASSED
     record = ValidationRecord(
         verdict=verdict,
@@ -226,22 +206,11 @@ def validate_backup(
         backup_age_seconds=rpo,
         problems=problems,
     )
-    record_validation(storage.open(), stanza_name, manifest.backup_id, record)
-    problem_lines = "\n".join(f"- {p}" for p in problems) or "none"
+    record_validation(storage.get_client(), stanza_name, manifest.backup_id, record)
     create_markdown_artifact(
         key=f"backup-validation-{stanza_name}",
         description=f"validate-backup {manifest.backup_id}: {verdict}",
-        markdown=(
-            f"# Backup validation: {verdict.upper()}\n\n"
-            "| measure | value | target | status |\n|---|---|---|---|\n"
-            f"| RTO (fetch → verified restore) | {rto:.1f} s | {rto_target_minutes:.0f} min | {objectives.rto_status} |\n"
-            f"| RPO (backup age) | {rpo / 3600:.2f} h | {rpo_target_hours:.0f} h | {objectives.rpo_status} |\n"
-            f"| restore (pg_restore) | {restore_seconds or 0:.1f} s | | |\n"
-            f"| backup | {manifest.backup_id} ({_mb(manifest.size)}) | | |\n"
-            f"| tables checked | {len(manifest.row_counts)} | | |\n"
-            f"| app checks | {len(checks)} | | |\n\n"
-            f"## Problems\n\n{problem_lines}\n"
-        ),
+        markdown=validation_markdown(manifest, record, objectives, targets, len(checks)),
     )
     payload = {"rto_seconds": rto, "rpo_seconds": rpo, "problems": problems}
     if problems:

@@ -27,6 +27,7 @@ from medianest_delivery.backup.retention import RetentionPolicy
 from medianest_delivery.backup.verdicts import RecoveryObjectives, assess_objectives, target_reached
 from medianest_delivery.backup.verify import VerifyReport
 from medianest_delivery.errors import ConfigError, VerificationError
+from medianest_delivery.renderers import dr_drill_markdown, pitr_markdown
 from medianest_delivery.settings import StackSettings
 from tasks.backup import apply_retention, emit_backup_event, ensure_lock
 from tasks.pitr import (
@@ -151,18 +152,7 @@ def pitr_restore(
             remove_scratch_cluster(str(result.data_dir), result.port)
     create_markdown_artifact(
         key=f"pitr-{stanza}",
-        markdown=(
-            f"# Point-in-time restore: {'target reached' if reached else 'TARGET NOT REACHED'}\n\n"
-            "| field | value |\n|---|---|\n"
-            f"| base backup | {manifest.backup_id} ({manifest.wal_start_lsn}) |\n"
-            f"| target | {target.describe()} |\n"
-            f"| evidence | {evidence} |\n"
-            f"| replayed to | {result.replayed_lsn} |\n"
-            f"| last transaction | {result.last_transaction_at} |\n"
-            f"| restore + replay | {result.seconds:.1f} s |\n"
-            f"| cluster | {'127.0.0.1:' + str(result.port) if keep_running else 'removed'} |\n"
-            f"| proof query | {proof_query or '-'} → {proof} |\n"
-        ),
+        markdown=pitr_markdown(manifest, target, result, reached, evidence, keep_running, proof_query, proof),
     )
     if not reached or (proof_query and not proof):
         raise VerificationError(f"PITR of {stanza} to {target.describe()} not proven: {evidence}; proof={proof!r}")
@@ -222,18 +212,11 @@ def dr_drill(
             remove_scratch_cluster(str(result.data_dir), result.port)
     recovered_until = result.last_transaction_at or manifest.finished_at
     rpo = max(0.0, (lost_at - recovered_until).total_seconds())
-    objectives = assess_objectives(rto, rpo, RecoveryObjectives(rto_target_minutes * 60, rpo_target_minutes * 60))
+    targets = RecoveryObjectives(rto_target_minutes * 60, rpo_target_minutes * 60)
+    objectives = assess_objectives(rto, rpo, targets)
     create_markdown_artifact(
         key=f"dr-drill-{stanza}",
-        markdown=(
-            f"# DR drill: {'PASSED' if not problems and objectives.met else 'FAILED'}\n\n"
-            "| measure | achieved | target | status |\n|---|---|---|---|\n"
-            f"| RTO (loss → restored, checked) | {rto:.1f} s | {rto_target_minutes:.0f} min | {objectives.rto_status} |\n"
-            f"| RPO (loss − last recovered commit) | {rpo:.1f} s | {rpo_target_minutes:.0f} min | {objectives.rpo_status} |\n\n"
-            f"Base backup {manifest.backup_id}, replayed to {result.replayed_lsn} ({target.describe()}); "
-            f"last recovered commit {recovered_until.isoformat()}.\n\n"
-            "## Problems\n\n" + ("\n".join(f"- {p}" for p in problems) or "none") + "\n"
-        ),
+        markdown=dr_drill_markdown(manifest, target, result, objectives, targets, recovered_until, problems),
     )
     outcome = {"rto_seconds": rto, "rpo_seconds": rpo, "problems": problems, "marker": marker.id, "met": objectives.met}
     if problems or not objectives.met:

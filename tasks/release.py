@@ -14,31 +14,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from medianest_delivery.release.manifest import ReleaseManifest
 from medianest_delivery.release.source import SourceInfo, describe_source
 from medianest_delivery.release.timings import StageTimings, cached_stages, stage_spans
-
-
-def release_markdown(manifest: ReleaseManifest, path: str) -> str:
-    lines = [
-        f"# Release {manifest.app} {manifest.version}",
-        "",
-        f"- commit `{manifest.git_sha}` ({manifest.git_commit_time}){' — dirty working tree' if manifest.source_dirty else ''}",
-        f"- security gate: **{manifest.scan.outcome}** ({manifest.scan.blocking} blocking, {manifest.scan.suppressed} ignored)",
-        f"- manifest: `{path}`",
-        "",
-        "| component | image (by digest) | signed | SBOM tag |",
-        "|---|---|---|---|",
-    ]
-    for image in manifest.images:
-        signed = f"{image.signature.signer}, key {image.signature.key_id}" if image.signature else "no"
-        sbom = image.signature.sbom_tag if image.signature else "-"
-        lines.append(f"| {image.component} | `{image.reference}` | {signed} | `{sbom}` |")
-    if manifest.scan.notes:
-        lines += ["", "**Notes**", *[f"- {n}" for n in manifest.scan.notes]]
-    lines += ["", "| stage | seconds |", "|---|---|"]
-    lines += [
-        f"| {stage} | {seconds:.2f}{' (cached)' if stage in manifest.cached_stages else ''} |"
-        for stage, seconds in manifest.stage_seconds.items()
-    ]
-    return "\n".join(lines)
+from medianest_delivery.renderers import release_markdown
 
 
 @task(name="publish-release-manifest", task_run_name="release manifest")

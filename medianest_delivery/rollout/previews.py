@@ -43,6 +43,9 @@ def release_preview(environment: str, routers_dir: Path) -> None:
 
 
 def preview_name(branch: str) -> str:
-    """``feature/Canary-Analysis`` becomes ``preview-feature-canary-analysis`` (max 40 characters)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", require_git_ref(branch).lower()).strip("-")[:31]
+    """``feature/Canary-Analysis`` becomes ``preview-feature-canary-analysis`` (at most 39 characters).
+
+    The slug is cut to 31 characters before its dashes are trimmed, so a name never ends in '-'.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", require_git_ref(branch).lower())[:31].strip("-")
     return f"preview-{slug}"

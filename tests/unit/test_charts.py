@@ -16,6 +16,7 @@ def parse(svg: str | bytes) -> ET.Element:
 
 
 def test_chart_is_valid_svg_with_a_line_per_series() -> None:
+    """The chart parses as SVG with one coloured polyline per series, x labels, legend and a y axis topped by the largest value."""
     svg = line_chart_svg(
         "p95", "seconds", [Series("canary", [0.1, 0.2, 0.4]), Series("stable", [0.1, 0.1, 0.1])], ["10%", "30%", "50%"]
     )
@@ -29,12 +30,14 @@ def test_chart_is_valid_svg_with_a_line_per_series() -> None:
 
 
 def test_missing_values_break_the_line() -> None:
+    """A None value breaks a series' line: only runs of two or more points become polylines."""
     svg = line_chart_svg("errors", "ratio", [Series("canary", [0.1, None, 0.3, 0.2])], ["a", "b", "c", "d"])
     lines = parse(svg).findall(f"{SVG}polyline")
     assert [len(line.get("points", "").split()) for line in lines] == [2]  # 0.3-0.2; 0.1 stands alone as a dot
 
 
 def test_canary_markdown_embeds_two_charts_and_a_row_per_analysis() -> None:
+    """The markdown embeds two base64 SVG charts that parse, and a table row per analysis (a dash for a missing value)."""
     points = [
         {
             "step": 1,

@@ -1,4 +1,4 @@
-"""Git identity of a build, tree digests, SARIF output and the subprocess wrapper."""
+"""The git identity of a build and the digest of its source tree."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from medianest_delivery.errors import CommandFailedError, ConfigError, ToolMissingError
-from medianest_delivery.proc import run_command
-from medianest_delivery.release.findings import parse_trivy_report
-from medianest_delivery.release.sarif import build_sarif
+from medianest_delivery.errors import ConfigError
 from medianest_delivery.release.source import describe_source, tree_digest
-from tests.helpers import load_fixture
 
 
 def git(repo: Path, *args: str) -> str:
@@ -21,6 +17,7 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
+    """A fresh git repository on branch main with one commit."""
     git(tmp_path, "init", "-q", "-b", "main")
     git(tmp_path, "config", "user.email", "t@example.com")
     git(tmp_path, "config", "user.name", "t")
@@ -31,6 +28,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def test_clean_checkout_is_described(repo: Path) -> None:
+    """A clean checkout reports HEAD's sha, not dirty, and the commit time in UTC."""
     info = describe_source(repo, "main")
     assert info.git_sha == git(repo, "rev-parse", "HEAD")
     assert not info.dirty
@@ -38,6 +36,7 @@ def test_clean_checkout_is_described(repo: Path) -> None:
 
 
 def test_dirty_tree_changes_digest(repo: Path) -> None:
+    """An uncommitted edit changes the tree digest and marks the source dirty."""
     before = tree_digest(repo)
     (repo / "app.py").write_text("print('changed')\n")
     assert tree_digest(repo) != before
@@ -45,6 +44,7 @@ def test_dirty_tree_changes_digest(repo: Path) -> None:
 
 
 def test_tool_outputs_do_not_change_digest(repo: Path) -> None:
+    """Reports and coverage data written by tools do not change the tree digest."""
     before = tree_digest(repo)
     (repo / ".reports").mkdir()
     (repo / ".reports" / "coverage.json").write_text("{}")
@@ -60,11 +60,13 @@ def test_tool_outputs_do_not_change_digest(repo: Path) -> None:
     ],
 )
 def test_bad_refs(repo: Path, name: str, ref: str, message: str) -> None:
+    """An unsafe ref or one that names no commit is a ConfigError saying which."""
     with pytest.raises(ConfigError, match=message):
         describe_source(repo, ref)
 
 
 def test_ref_other_than_checkout_is_refused(repo: Path) -> None:
+    """A ref naming a commit other than the checked-out one is refused: check it out first."""
     first = git(repo, "rev-parse", "HEAD")
     (repo / "b.py").write_text("x = 1\n")
     git(repo, "add", ".")
@@ -74,33 +76,8 @@ def test_ref_other_than_checkout_is_refused(repo: Path) -> None:
 
 
 def test_not_a_repository(tmp_path: Path) -> None:
+    """A directory outside any git repository is a ConfigError saying so."""
     plain = tmp_path / "plain"
     plain.mkdir()
     with pytest.raises(ConfigError, match="not inside a git repository"):
         describe_source(plain, None)
-
-
-def test_sarif_has_one_run_per_scanner_with_levels() -> None:
-    findings = parse_trivy_report(load_fixture("trivy/fs-mixed-findings.json"))
-    sarif = build_sarif(findings)
-    assert sarif["version"] == "2.1.0"
-    names = [run["tool"]["driver"]["name"] for run in sarif["runs"]]
-    assert names == ["trivy-vulnerability", "trivy-secret", "trivy-misconfig", "trivy-license"]
-    secret_result = sarif["runs"][1]["results"][0]
-    assert (secret_result["ruleId"], secret_result["level"]) == ("aws-access-key-id", "error")
-    assert secret_result["locations"][0]["physicalLocation"]["region"] == {"startLine": 1}
-
-
-def test_run_command_refuses_strings_and_reports_failures() -> None:
-    with pytest.raises(TypeError, match="argument list"):
-        run_command("echo hi")  # type: ignore[arg-type]
-    with pytest.raises(CommandFailedError, match=r"exited with 3; last output:\nboom"):
-        run_command(["python3", "-c", "import sys; print('boom'); sys.exit(3)"])
-    with pytest.raises(ToolMissingError, match="no-such-tool"):
-        run_command(["no-such-tool-xyz"])
-
-
-def test_metacharacters_reach_the_program_verbatim() -> None:
-    """No shell: `;` and `$(...)` are plain characters in an argument."""
-    out = run_command(["python3", "-c", "import sys; print(sys.argv[1])", "a; echo $(id)"]).stdout
-    assert out.strip() == "a; echo $(id)"

@@ -1,9 +1,8 @@
-"""What the WAL archiver's own environment is made of, and how a cluster's settings are read back."""
+"""What the WAL archiver's own environment is made of."""
 
 from __future__ import annotations
 
 import importlib.metadata
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +11,6 @@ from medianest_delivery.backup.archiver_install import (
     pinned_requirements,
     source_fingerprint,
 )
-from medianest_delivery.backup.pgcluster import LocalCluster, conf_quote, conf_unquote
 from medianest_delivery.errors import ConfigError
 
 
@@ -35,24 +33,3 @@ def test_fingerprint_follows_the_pins() -> None:
     pins = pinned_requirements()
     assert source_fingerprint(pins) == source_fingerprint(list(pins))
     assert source_fingerprint(pins) != source_fingerprint([*pins[:-1], "zstandard==0.0.1"])
-
-
-@pytest.mark.parametrize(
-    "value",
-    ["/opt/tools/walarchive/bin/medianest-walarchive push --config /x/archiver.json %p", "it's", "back\\slash", ""],
-)
-def test_conf_unquote_inverts_conf_quote(value: str) -> None:
-    """What we wrote into postgresql.auto.conf reads back as the same string."""
-    assert conf_unquote(conf_quote(value)) == value
-
-
-def test_auto_setting_last_line_wins(tmp_path: Path) -> None:
-    """As in PostgreSQL, a later line of postgresql.auto.conf overrides an earlier one; unset is None."""
-    cluster = LocalCluster(tmp_path / "data", 5999)
-    cluster.data_dir.mkdir()
-    (cluster.data_dir / "postgresql.auto.conf").write_text(
-        "# Do not edit\nport = 5999\narchive_command = 'old %p'\narchive_command = 'new %p'\n"
-    )
-    assert cluster.auto_setting("archive_command") == "new %p"
-    assert cluster.auto_setting("port") == "5999"
-    assert cluster.auto_setting("restore_command") is None

@@ -26,11 +26,13 @@ def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_there_is_a_feature_branch_and_a_main_branch_workflow() -> None:
+    """The repository has exactly two workflows: feature-ci.yml and main.yml."""
     assert {p.name for p in WORKFLOWS} == {"feature-ci.yml", "main.yml"}
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
 def test_actionlint_and_schema_accept_the_workflow(workflow: Path) -> None:
+    """actionlint and GitHub's workflow JSON schema both accept the workflow."""
     lint = run([str(BIN / "actionlint"), "-no-color", str(workflow)])
     assert lint.returncode == 0, lint.stdout + lint.stderr
     schema = run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)])
@@ -50,6 +52,7 @@ def test_the_linters_do_reject_a_broken_workflow(tmp_path: Path) -> None:
 
 
 def test_workflows_run_deployments_that_exist_and_wait_for_them() -> None:
+    """Each workflow runs only deployments declared in prefect.yaml, watches every run, and uses the Prefect secrets."""
     prefect_yaml = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
     flow_names = {
         "flows/build_and_publish.py:build_and_publish": "build-and-publish",

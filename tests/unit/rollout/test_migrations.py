@@ -12,12 +12,14 @@ from tests.helpers import SAMPLE_APP
 
 
 def test_sample_app_migrations_are_ordered_and_compatible() -> None:
+    """The sample app's migrations are found in version order and none carries the incompatible marker."""
     migrations = discover_migrations(SAMPLE_APP / "migrations")
     assert [m.version for m in migrations] == ["0001_create_media", "0002_media_title_index"]
     assert all(m.backward_compatible for m in migrations)
 
 
 def test_marker_makes_a_migration_irreversible(tmp_path: Path) -> None:
+    """The marker makes a migration backward-incompatible; applied versions are left out of the pending set."""
     (tmp_path / "0002_drop.sql").write_text(f"{INCOMPATIBLE_MARKER}\nALTER TABLE media DROP COLUMN kind;\n")
     (tmp_path / "0001_add.sql").write_text("ALTER TABLE media ADD COLUMN rating INT;\n")
     migrations = discover_migrations(tmp_path)
@@ -26,5 +28,6 @@ def test_marker_makes_a_migration_irreversible(tmp_path: Path) -> None:
 
 
 def test_missing_directory_is_named(tmp_path: Path) -> None:
+    """A migrations directory that does not exist is a ConfigError naming it."""
     with pytest.raises(ConfigError, match=r"migrations directory .* does not exist"):
         discover_migrations(tmp_path / "nope")

@@ -36,6 +36,7 @@ def dep(
 
 
 def test_docstring_example() -> None:
+    """The module docstring's worked example (three deploys, one rolled back) gives its stated values and bands."""
     report = compute_dora(
         [dep(9, 9.9, 10), dep(9, 10 + 50 / 60, 11, rolled_back=True), dep(9, 11.9, 12)], DAY, DAY + dt.timedelta(days=1)
     )
@@ -49,6 +50,7 @@ def test_docstring_example() -> None:
 
 
 def test_empty_window_has_no_times_and_low_frequency() -> None:
+    """No deployments: frequency 0 (low), every other metric n/a with no band and no target verdict."""
     report = compute_dora([], DAY, DAY + dt.timedelta(days=7))
     assert [(m.value, m.band, m.meets_target) for m in report.metrics] == [
         (0.0, Band.LOW, False),
@@ -87,11 +89,13 @@ def test_manual_rollback_counts_as_failure_and_rework() -> None:
 
 
 def test_deployments_outside_the_window_are_ignored() -> None:
+    """Deployments the day before and the day after the window are not counted."""
     report = compute_dora([dep(0, 1, 2, day=-1), dep(0, 1, 2, day=1)], DAY, DAY + dt.timedelta(days=1))
     assert report.deployments == 0
 
 
 def test_window_must_have_positive_length() -> None:
+    """A window whose end is not after its start is a ValueError."""
     with pytest.raises(ValueError, match="not after its start"):
         compute_dora([], DAY, DAY)
 
@@ -101,6 +105,7 @@ def test_window_must_have_positive_length() -> None:
     [(2, Band.ELITE), (1, Band.ELITE), (0.2, Band.HIGH), (1 / 7, Band.HIGH), (0.05, Band.MEDIUM), (0.01, Band.LOW)],
 )
 def test_frequency_bands(per_day: float, band: Band) -> None:
+    """Deployments per day map to DORA's bands: daily or more is elite, weekly or more high, monthly or more medium, else low."""
     assert frequency_band(per_day) is band
 
 
@@ -108,6 +113,7 @@ def test_frequency_bands(per_day: float, band: Band) -> None:
     ("ratio", "band"), [(0.0, Band.ELITE), (0.05, Band.ELITE), (0.08, Band.HIGH), (0.15, Band.MEDIUM), (0.5, Band.LOW)]
 )
 def test_failure_rate_bands(ratio: float, band: Band) -> None:
+    """A ratio at or under the elite limit is elite; each higher limit drops a band."""
     assert ratio_band(ratio, 0.05, 0.10, 0.15) is band
 
 

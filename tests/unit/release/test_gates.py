@@ -44,12 +44,13 @@ def finding(
     ],
 )
 def test_default_policy(name: str, findings: list[Finding], expected: GateOutcome) -> None:
+    """By default HIGH and CRITICAL findings block; licenses block by name only, whatever their severity."""
     policy = SecurityPolicy(forbidden_licenses=frozenset({"AGPL-3.0"}))
     assert decide_security_gate(findings, policy, [], TODAY).outcome is expected
 
 
 def test_vulnerability_fixture_fails_default_gate_and_names_blockers() -> None:
-    """Fixture-based: trivy image report with HIGH and CRITICAL CVEs."""
+    """The default gate fails a trivy image report with HIGH and CRITICAL CVEs and names each blocking CVE."""
     findings = parse_trivy_report(load_fixture("trivy/image-vulns-debian12.json"))
     decision = decide_security_gate(findings, SecurityPolicy(), [], TODAY)
     assert decision.outcome is GateOutcome.FAIL
@@ -58,6 +59,7 @@ def test_vulnerability_fixture_fails_default_gate_and_names_blockers() -> None:
 
 
 def test_per_scanner_policy_can_relax_and_tighten() -> None:
+    """fail_on overrides the listed scanners' severities: vulnerabilities block only at CRITICAL, SAST from LOW."""
     policy = SecurityPolicy.from_config({"vulnerability": ["CRITICAL"], "sast": ["LOW", "MEDIUM", "HIGH"]}, [])
     findings = parse_trivy_report(load_fixture("trivy/image-vulns-debian12.json"))
     decision = decide_security_gate(findings, policy, [], TODAY)
@@ -73,11 +75,13 @@ def test_per_scanner_policy_can_relax_and_tighten() -> None:
     ],
 )
 def test_bad_policy_config_names_the_problem(name: str, fail_on: dict[str, list[str]], message: str) -> None:
+    """An unknown scanner or severity in fail_on is a ConfigError naming it."""
     with pytest.raises(ConfigError, match=message):
         SecurityPolicy.from_config(fail_on, [])
 
 
 def test_live_ignore_suppresses_and_expired_one_is_reported() -> None:
+    """An ignore valid through today suppresses its finding; an expired one is reported and its finding blocks."""
     findings = parse_trivy_report(load_fixture("trivy/image-vulns-debian12.json"))
     ignores = [
         IgnoreEntry(id="CVE-2023-4911", reason="not reachable: no setuid binaries", expires=TODAY),
@@ -91,6 +95,7 @@ def test_live_ignore_suppresses_and_expired_one_is_reported() -> None:
 
 
 def test_ignore_paths_limit_the_scope() -> None:
+    """An ignore with paths suppresses the finding only in matching targets."""
     entry = IgnoreEntry(id="R1", reason="test data", expires=TODAY, paths=["tests/*"])
     result = apply_ignores(
         [
@@ -119,11 +124,13 @@ def test_ignore_paths_limit_the_scope() -> None:
     ],
 )
 def test_malformed_ignore_file_is_rejected_with_the_field(name: str, text: str, message: str) -> None:
+    """A malformed ignore file is a ConfigError naming the missing, bad or unknown field."""
     with pytest.raises(ConfigError, match=message):
         parse_ignore_file(text, "test.yaml")
 
 
 def test_ignore_file_parses() -> None:
+    """A well-formed ignore file parses to entries with their id, reason and expiry date."""
     entries = parse_ignore_file("ignores:\n  - id: CVE-1\n    reason: accepted risk\n    expires: 2027-01-01\n")
     assert entries == [IgnoreEntry(id="CVE-1", reason="accepted risk", expires=dt.date(2027, 1, 1))]
 
@@ -136,11 +143,13 @@ def test_ignore_file_parses() -> None:
     ],
 )
 def test_coverage_reports(name: str, text: str, expected: float) -> None:
+    """Total coverage is read from coverage.py JSON and from Cobertura's line-rate."""
     assert read_coverage_percent(text) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("text", ["", "plain text", '{"meta": {}}', "<coverage/>"])
 def test_unreadable_coverage_reports_are_errors(text: str) -> None:
+    """Empty, non-report or total-less coverage files are a ConfigError, never 0%."""
     with pytest.raises(ConfigError):
         read_coverage_percent(text)
 
@@ -150,6 +159,7 @@ def test_unreadable_coverage_reports_are_errors(text: str) -> None:
     [(85.0, 85.0, GateOutcome.PASS), (84.99, 85.0, GateOutcome.FAIL), (100.0, 85.0, GateOutcome.PASS)],
 )
 def test_coverage_gate_threshold(percent: float, minimum: float, expected: GateOutcome) -> None:
+    """Coverage at the minimum passes; anything below it fails."""
     assert decide_coverage_gate(percent, minimum) is expected
 
 
@@ -164,4 +174,5 @@ def test_coverage_gate_threshold(percent: float, minimum: float, expected: GateO
     ],
 )
 def test_latency_regression(name: str, p95: float, baseline: float, expected: bool) -> None:
+    """A p95 regresses only when over 10% worse than the baseline and by more than the noise floor."""
     assert latency_regressed(p95, baseline) is expected

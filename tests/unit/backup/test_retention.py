@@ -1,4 +1,4 @@
-"""Pure backup decisions: GFS retention, WAL names and gaps, table-driven."""
+"""GFS retention of backups: which to keep and why, table-driven."""
 
 from __future__ import annotations
 
@@ -7,15 +7,6 @@ import datetime as dt
 import pytest
 
 from medianest_delivery.backup.retention import BackupSummary, RetentionPolicy, plan_retention
-from medianest_delivery.backup.walchain import (
-    Segment,
-    expired_segments,
-    find_gaps,
-    missing_for_recovery,
-    parse_lsn,
-    parse_segment,
-    segment_of,
-)
 
 UTC = dt.UTC
 
@@ -68,12 +59,14 @@ def _b(day: str, *, verified: bool = False, broken: bool = False) -> BackupSumma
     ],
 )
 def test_gfs_retention(name: str, backups: list[BackupSummary], policy: RetentionPolicy, kept: set[str]) -> None:
+    """The plan keeps exactly the expected backups and deletes every other one."""
     plan = plan_retention(backups, policy)
     assert set(plan.keep) == kept, name
     assert set(plan.delete) == {b.backup_id for b in backups} - kept, name
 
 
 def test_retention_report_says_why() -> None:
+    """Each report row names the backup, keep or delete, and the reason (every rule that kept it)."""
     plan = plan_retention(
         [_b("2026-11-26T02:00", broken=True), _b("2026-11-25T02:00", verified=True)], RetentionPolicy(1, 1, 1)
     )
@@ -82,53 +75,6 @@ def test_retention_report_says_why() -> None:
 
 
 def test_policy_rejects_keeping_nothing() -> None:
+    """A policy of zero daily, weekly and monthly backups is refused."""
     with pytest.raises(ValueError, match="at least one"):
         RetentionPolicy(0, 0, 0)
-
-
-@pytest.mark.parametrize(
-    ("lsn", "timeline", "segment"),
-    [
-        ("0/3000028", 1, "000000010000000000000003"),
-        ("0/FFFFFFFF", 1, "0000000100000000000000FF"),
-        ("1/0", 2, "000000020000000100000000"),
-        ("16/B374D848", 3, "0000000300000016000000B3"),
-    ],
-)
-def test_lsn_to_segment_name(lsn: str, timeline: int, segment: str) -> None:
-    assert segment_of(lsn, timeline).name() == segment
-    parsed = parse_segment(segment)
-    assert parsed is not None
-    assert parsed.timeline == timeline
-
-
-@pytest.mark.parametrize("bad", ["3000028", "0/XYZ", ""])
-def test_bad_lsn_is_named(bad: str) -> None:
-    with pytest.raises(ValueError, match="LSN"):
-        parse_lsn(bad)
-
-
-def test_history_and_backup_files_are_not_segments() -> None:
-    assert parse_segment("00000002.history") is None
-    assert parse_segment("000000010000000000000002.00000028.backup") is None
-
-
-def test_gaps_and_missing_segments() -> None:
-    names = [
-        "000000010000000000000001",
-        "000000010000000000000002",
-        "000000010000000000000005",
-        "00000002.history",
-        "000000020000000000000005",
-    ]
-    gaps = find_gaps(names)
-    assert [(g.timeline, g.first_missing, g.last_missing, g.count) for g in gaps] == [
-        (1, "000000010000000000000003", "000000010000000000000004", 2)
-    ]
-    start, end = Segment(1, 2), Segment(1, 6)
-    assert missing_for_recovery(names, start, end) == [
-        "000000010000000000000003",
-        "000000010000000000000004",
-        "000000010000000000000006",
-    ]
-    assert expired_segments(names, Segment(1, 2)) == ["000000010000000000000001"]

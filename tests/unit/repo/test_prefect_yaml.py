@@ -11,6 +11,7 @@ from tests.helpers import REPO_ROOT
 
 
 def test_every_deployment_entrypoint_is_a_flow_with_matching_parameters() -> None:
+    """Every deployment's entrypoint imports as a flow that accepts its parameters, on the medianest-process pool."""
     config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
     assert config["deployments"], "no deployments declared"
     for deployment in config["deployments"]:

@@ -33,6 +33,7 @@ if sys.argv[1] == "import-key-pair":
 
 
 def test_cosign_path_with_fake_cosign_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cosign is asked to import the key, sign the digest without Rekor, then attest provenance and SBOM, each with the password."""
     fake = tmp_path / "cosign"
     fake.write_text(FAKE_COSIGN)
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from medianest_delivery.localstack.stack import PrefectServer, Pushgateway, project_origin
 from medianest_delivery.settings import StackSettings
+from tests.helpers import REPO_ROOT
 
 
 def settings_in(tmp_path: Path) -> StackSettings:
@@ -30,12 +31,12 @@ def test_process_from_this_checkout_is_current(tmp_path: Path) -> None:
 
 
 def test_process_from_another_checkout_is_stale_and_named(tmp_path: Path) -> None:
-    """A server running another checkout's venv is reported with that checkout's path."""
+    """A server running another checkout's venv is reported with that checkout's path and ours."""
     server = PrefectServer(settings_in(tmp_path))
     record(server, {**project_origin(), "checkout": "/gone/medianest-delivery", "python": "/gone/.venv/bin/python"})
     reason = server.stale_reason()
     assert "/gone/medianest-delivery" in reason
-    assert str(Path(__file__).resolve().parents[2]) in reason
+    assert str(REPO_ROOT) in reason
 
 
 def test_process_without_an_origin_record_is_stale(tmp_path: Path) -> None:

@@ -73,6 +73,7 @@ def obs(
     ],
 )
 def test_assess_canary_step(name: str, observation: StepObservation, phase: Phase, failing_metric: str | None) -> None:
+    """Each observation gets the expected phase; a failure or error names its metric in a measurement and a reason."""
     decision = assess_canary_step(observation, T)
     assert decision.phase is phase
     if failing_metric:
@@ -89,6 +90,7 @@ def test_error_comparison_uses_stable_on_same_window() -> None:
 
 
 def test_measurements_keep_queries_and_errors() -> None:
+    """A failed query's measurement carries the query it ran and the error message, with no value."""
     observation = StepObservation(
         None,
         STABLE,
@@ -116,10 +118,12 @@ def test_measurements_keep_queries_and_errors() -> None:
     ],
 )
 def test_decide_action(name: str, phase: Phase, errors: int, waits: int, irreversible: bool, expected: Action) -> None:
+    """The phase plus counts of errors and waits in a row pick the next action; an irreversible migration freezes."""
     assert decide_action(phase, errors, waits, T, irreversible) is expected
 
 
 def test_errors_never_promote() -> None:
+    """With any count of errors in a row (0-9), an ERROR phase never moves to the next step."""
     for errors in range(0, 10):
         assert decide_action(Phase.ERROR, errors, 0, T) is not Action.NEXT_STEP
 
@@ -131,6 +135,7 @@ def test_errors_never_promote() -> None:
 def test_split_weights_give_the_requested_share(
     percent: int, canary_replicas: int, stable_replicas: int, expected: tuple[int, int]
 ) -> None:
+    """Per-server weights give the canary slot the requested share of traffic across unequal replica counts."""
     canary, stable = split_weights(percent, canary_replicas, stable_replicas)
     share = canary * canary_replicas / (canary * canary_replicas + stable * stable_replicas)
     assert share == pytest.approx(percent / 100, abs=0.01)
@@ -138,5 +143,6 @@ def test_split_weights_give_the_requested_share(
 
 
 def test_split_weights_rejects_bad_input() -> None:
+    """A percentage outside 0..100 is a ValueError."""
     with pytest.raises(ValueError, match=r"0\.\.100"):
         split_weights(120, 1, 1)

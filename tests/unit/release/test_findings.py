@@ -16,7 +16,10 @@ from tests.helpers import load_fixture
 
 
 def test_image_vulnerability_fixture_parses_every_vulnerability() -> None:
-    """Fixture: a trivy image report of a Debian 12 image (the DB cannot be downloaded here)."""
+    """Each CVE of a trivy image report becomes a finding; "" as fixed version means no fix yet.
+
+    Fixture: a trivy image report of a Debian 12 image (the DB cannot be downloaded here).
+    """
     findings = parse_trivy_report(load_fixture("trivy/image-vulns-debian12.json"))
     assert [f.rule_id for f in findings] == [
         "CVE-2023-4911",
@@ -36,6 +39,7 @@ def test_image_vulnerability_fixture_parses_every_vulnerability() -> None:
 
 
 def test_fs_fixture_keeps_failed_misconfigs_secrets_and_licenses() -> None:
+    """A trivy fs report yields vulnerabilities, secrets, failed misconfigurations and licenses; passed checks are dropped."""
     findings = parse_trivy_report(load_fixture("trivy/fs-mixed-findings.json"))
     by_scanner = {s: [f.rule_id for f in findings if f.scanner is s] for s in Scanner}
     assert by_scanner == {
@@ -50,6 +54,7 @@ def test_fs_fixture_keeps_failed_misconfigs_secrets_and_licenses() -> None:
 
 
 def test_bandit_report_parses_to_sast_findings() -> None:
+    """Bandit results become SAST findings with bandit's severities."""
     findings = parse_bandit_report(load_fixture("bandit/medianest-sample.json"))
     assert {(f.rule_id, f.severity) for f in findings} == {("B101", Severity.LOW), ("B310", Severity.MEDIUM)}
     assert all(f.scanner is Scanner.SAST for f in findings)
@@ -64,11 +69,13 @@ def test_bandit_report_parses_to_sast_findings() -> None:
     ],
 )
 def test_unrecognised_reports_are_rejected(name: str, report: object, parser: object) -> None:
+    """JSON that is not a trivy or bandit report is a ConfigError, not an empty list of findings."""
     with pytest.raises(ConfigError):
         parser(report)  # type: ignore[operator]
 
 
 def test_unknown_severity_maps_to_unknown_and_counts() -> None:
+    """An unknown severity parses as UNKNOWN; counts cover every severity, zeros included."""
     assert Severity.parse("weird") is Severity.UNKNOWN
     findings = parse_trivy_report(load_fixture("trivy/image-vulns-debian12.json"))
     assert count_by_severity(findings) == {"CRITICAL": 1, "HIGH": 2, "MEDIUM": 1, "LOW": 1, "UNKNOWN": 0}

@@ -1,0 +1,83 @@
+"""The analysis loop of one canary step, driven by scripted assessments (no time passes: fake sleep and clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from medianest_delivery.rollout.analysis import ChartPoint, StepAssessment
+from medianest_delivery.rollout.canary_loop import analyse_until_decided
+from medianest_delivery.rollout.judge import Action, CanaryThresholds, Phase
+
+P, F, W, E = Phase.PASSED, Phase.FAILED, Phase.INCONCLUSIVE, Phase.ERROR  # W: wait (inconclusive)
+
+
+class Script:
+    """Hands out one scripted phase per analysis and counts the virtual seconds slept."""
+
+    def __init__(self, phases: list[Phase]) -> None:
+        self.phases = phases
+        self.now = 0.0
+
+    def __call__(self, analysis: int) -> StepAssessment:
+        phase = self.phases[analysis - 1]
+        reasons = [f"scripted {phase.value} #{analysis}"] if phase in (F, E) else []
+        return StepAssessment(phase, reasons, [], 100, ChartPoint(None, None, None, None))
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("name", "phases", "backward_compatible", "action", "analyses"),
+    [
+        ("pass at once", [P], True, Action.NEXT_STEP, 1),
+        ("waits, then passes", [W, W, P], True, Action.NEXT_STEP, 3),
+        ("errors below the limit only hold", [E, E, P], True, Action.NEXT_STEP, 3),
+        ("three errors in a row roll back", [E, E, E], True, Action.ROLLBACK, 3),
+        ("an error streak broken by a wait starts over", [E, E, W, E, E, P], True, Action.NEXT_STEP, 6),
+        ("fail rolls back", [W, F], True, Action.ROLLBACK, 2),
+        ("fail freezes a one-way migration", [F], False, Action.FREEZE, 1),
+        ("too many waits give up", [W] * 10, True, Action.ROLLBACK, 10),
+    ],
+)
+def test_loop_decides(name: str, phases: list[Phase], backward_compatible: bool, action: Action, analyses: int) -> None:
+    """Each scripted sequence of phases ends in the judge's action after the expected number of analyses."""
+    script = Script(phases)
+    verdict = analyse_until_decided(
+        script,
+        CanaryThresholds(),
+        backward_compatible=backward_compatible,
+        interval_seconds=2.0,
+        sleep=script.sleep,
+        clock=script.clock,
+    )
+    assert (verdict.action, verdict.analyses) == (action, analyses), name
+    assert script.now == 2.0 * analyses  # one interval before every analysis
+
+
+def test_failure_reasons_come_from_the_deciding_analysis() -> None:
+    """The verdict carries the reasons of the analysis that decided, for the history and the artifact."""
+    script = Script([W, F])
+    verdict = analyse_until_decided(
+        script, CanaryThresholds(), backward_compatible=True, interval_seconds=1, sleep=script.sleep, clock=script.clock
+    )
+    assert verdict.reasons == ["scripted failed #2"]
+
+
+def test_a_window_that_sees_nothing_wrong_ends_at_its_deadline() -> None:
+    """Monitoring windows (max_seconds) end with NEXT_STEP once time is up, even while still inconclusive."""
+    script = Script([W] * 9)
+    verdict = analyse_until_decided(
+        script,
+        CanaryThresholds(),
+        backward_compatible=True,
+        interval_seconds=2.0,
+        max_seconds=5.0,
+        sleep=script.sleep,
+        clock=script.clock,
+    )
+    assert verdict.action is Action.NEXT_STEP
+    assert verdict.analyses == 3  # at 2, 4 and 6 s; the window closed at 5 s

@@ -1,0 +1,24 @@
+"""The subprocess wrapper: argument lists only, failures reported with their output."""
+
+from __future__ import annotations
+
+import pytest
+
+from medianest_delivery.errors import CommandFailedError, ToolMissingError
+from medianest_delivery.proc import run_command
+
+
+def test_run_command_refuses_strings_and_reports_failures() -> None:
+    """A command string is a TypeError; a non-zero exit shows the code and last output; a missing tool is named."""
+    with pytest.raises(TypeError, match="argument list"):
+        run_command("echo hi")  # type: ignore[arg-type]
+    with pytest.raises(CommandFailedError, match=r"exited with 3; last output:\nboom"):
+        run_command(["python3", "-c", "import sys; print('boom'); sys.exit(3)"])
+    with pytest.raises(ToolMissingError, match="no-such-tool"):
+        run_command(["no-such-tool-xyz"])
+
+
+def test_metacharacters_reach_the_program_verbatim() -> None:
+    """No shell: `;` and `$(...)` are plain characters in an argument."""
+    out = run_command(["python3", "-c", "import sys; print(sys.argv[1])", "a; echo $(id)"]).stdout
+    assert out.strip() == "a; echo $(id)"
