@@ -18,7 +18,6 @@ from typing import Literal
 import psycopg
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.concurrency.sync import concurrency
 
 from blocks.backup import DEFAULT_KEY_SECRET, BackupStorage, load_backup_key
 from blocks.delivery import ReleaseHistoryDatabase
@@ -45,13 +44,13 @@ from tasks.backup import (
     drop_scratch_database,
     dump_database_task,
     emit_backup_event,
-    ensure_lock,
     find_backup,
     replicate_backup,
     restore_to_scratch,
     store_backup,
     verify_checksums,
 )
+from tasks.locks import exclusive
 
 
 def default_storage(settings: StackSettings) -> BackupStorage:
@@ -101,20 +100,14 @@ def nightly_backup(
     replica = load_or_default(BackupStorage, replica_block, default_replica(settings))
     history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
     key_id = load_backup_key(key_secret).key_id  # fail before any work if the key is missing
-    lock = ensure_lock(f"backup-{stanza_name}")
     started = time.monotonic()
     backup_id = new_backup_id(BackupKind.LOGICAL.value, dt.datetime.now(dt.UTC))
-    held = contextlib.ExitStack()
-    try:  # only the acquisition's timeout means "busy"
-        held.enter_context(
-            concurrency(lock, occupy=1, strict=True, lease_duration=60, timeout_seconds=lock_timeout_seconds)
-        )
-    except TimeoutError as exc:
-        raise DeliveryError(
-            f"stanza {stanza_name} is busy: another backup held {lock} for {lock_timeout_seconds:.0f}s"
-        ) from exc
     try:
-        with held:
+        with exclusive(
+            f"backup-{stanza_name}",
+            timeout_seconds=lock_timeout_seconds,
+            busy=f"stanza {stanza_name} is busy: another backup holds it",
+        ):
             spool_root = settings.state_dir / "spool"
             spool_root.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=spool_root, prefix=f"{backup_id}-") as spool:

@@ -9,13 +9,11 @@ any failure after production traffic moved: automatic rollback of every componen
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
@@ -43,6 +41,7 @@ from medianest_delivery.rollout.outcome import ComponentOutcome, RolloutOutcome
 from medianest_delivery.rollout.topology import environment_plan, is_preview, release_order
 from medianest_delivery.settings import StackSettings
 from tasks.events import RELEASE_FROZEN, RELEASE_PROMOTED, RELEASE_ROLLED_BACK, emit_release_event
+from tasks.locks import exclusive
 from tasks.rollout import (
     controller,
     decommission,
@@ -270,20 +269,11 @@ def deliver(
     # 8. production, one rollout per environment at a time.
     outcomes: list[ComponentOutcome] = []
     lock = prepare_rollout_lock(environment, run_id, supersede)
-    # A 60 s lease (the server minimum), renewed while this run lives: a killed rollout frees the environment soon.
-    held = contextlib.ExitStack()
-    try:  # only the acquisition's timeout means "busy"; the rollout's own timeouts are faults
-        held.enter_context(
-            concurrency(
-                lock, occupy=1, strict=True, lease_duration=60, timeout_seconds=environment_lock_timeout_seconds
-            )
-        )
-    except TimeoutError as exc:
-        raise DeliveryError(
-            f"{environment} is busy: another rollout held {lock} for {environment_lock_timeout_seconds:.0f}s; "
-            "retry later or pass supersede=true"
-        ) from exc
-    with held:
+    with exclusive(
+        lock,
+        timeout_seconds=environment_lock_timeout_seconds,
+        busy=f"{environment} is busy: another rollout holds it; retry later or pass supersede=true",
+    ):
         reconcile_environment(environment, app_config, docker_host)
         migration = migrate_database(app_config, environment)
         production = RolloutContext(

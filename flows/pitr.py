@@ -15,7 +15,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.concurrency.sync import concurrency
 
 from blocks.backup import DEFAULT_KEY_SECRET, BackupStorage, load_backup_key
 from blocks.loading import load_or_default
@@ -29,7 +28,8 @@ from medianest_delivery.backup.verify import VerifyReport
 from medianest_delivery.errors import ConfigError, VerificationError
 from medianest_delivery.renderers import dr_drill_markdown, pitr_markdown
 from medianest_delivery.settings import StackSettings
-from tasks.backup import apply_retention, emit_backup_event, ensure_lock
+from tasks.backup import apply_retention, emit_backup_event
+from tasks.locks import exclusive
 from tasks.pitr import (
     base_backup_for,
     check_archiving,
@@ -69,8 +69,11 @@ def base_backup(
     """A pg_basebackup of the cluster, proof that archiving works, and expiry of what PITR no longer needs."""
     storage = load_or_default(BackupStorage, storage_block, default_storage(StackSettings()))
     load_backup_key(key_secret)
-    lock = ensure_lock(f"backup-{stanza}")
-    with concurrency(lock, occupy=1, strict=True, lease_duration=60, timeout_seconds=lock_timeout_seconds):
+    with exclusive(
+        f"backup-{stanza}",
+        timeout_seconds=lock_timeout_seconds,
+        busy=f"stanza {stanza} is busy: another backup holds it",
+    ):
         manifest = take_and_store_base_backup(storage, stanza, cluster_dsn, key_secret)
         check = check_archiving(storage, stanza, cluster_dsn)
         policy = RetentionPolicy(retention_daily, retention_weekly, retention_monthly)

@@ -56,6 +56,10 @@ class DatabaseUnavailableError(DeliveryError, ConnectionError):
     """PostgreSQL could not be reached (transient: retried, then reported by name)."""
 
 
+class LockBusyError(DeliveryError, RuntimeError):
+    """Another run holds the stanza or environment; retry later (or supersede, for rollouts)."""
+
+
 class HistoryUnavailableError(DeliveryError, ConnectionError):
     """The release-history database cannot be reached."""
 

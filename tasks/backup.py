@@ -243,15 +243,6 @@ def drop_scratch_database(scratch_dsn: str) -> None:
     drop_database(scratch_dsn)
 
 
-def ensure_lock(name: str) -> str:
-    """A global concurrency limit of 1 named `name` (strict concurrency needs it to exist)."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, 1)
-    return name
-
-
 def emit_backup_event(event: str, stanza: str, backup_id: str | None, payload: dict[str, Any]) -> None:
     """Prefect events automations can match on (see prefect.yaml / `medianest-delivery automations`)."""
     from prefect.events import emit_event

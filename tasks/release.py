@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from medianest_delivery.release.manifest import ReleaseManifest
+from medianest_delivery.release.manifest import ReleaseManifest, ReleaseStore
 from medianest_delivery.release.source import SourceInfo, describe_source
 from medianest_delivery.release.timings import StageTimings, cached_stages, stage_spans
 from medianest_delivery.renderers import release_markdown
@@ -19,13 +19,8 @@ from medianest_delivery.renderers import release_markdown
 
 @task(name="publish-release-manifest", task_run_name="release manifest")
 def publish_release_manifest(manifest: ReleaseManifest, releases_dir: str) -> str:
-    """Write ``<releases_dir>/<app>/<version>-<sha12>.json`` (and ``latest.json``) plus artifacts."""
-    directory = Path(releases_dir) / manifest.app
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{manifest.version}-{manifest.git_sha[:12]}.json"
-    text = manifest.to_json()
-    path.write_text(text)
-    (directory / "latest.json").write_text(text)
+    """Save the manifest in the release store (see `ReleaseStore` for the layout) and show it as artifacts."""
+    path = ReleaseStore(releases_dir).save(manifest)
     create_markdown_artifact(
         key=f"release-{manifest.app}", markdown=release_markdown(manifest, str(path)), description="release manifest"
     )

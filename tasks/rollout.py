@@ -22,6 +22,7 @@ from medianest_delivery.rollout.router import HAProxyRouter, Router
 from medianest_delivery.rollout.runtime import DockerRuntime, Runtime
 from medianest_delivery.rollout.topology import other_slot
 from medianest_delivery.settings import StackSettings
+from tasks.locks import ensure_lock
 
 
 def runtime_for(docker_host: DockerHost) -> Runtime:
@@ -179,9 +180,8 @@ def prepare_rollout_lock(environment: str, flow_run_id: str, supersede: bool) ->
     from prefect.client.schemas.objects import StateType
     from prefect.states import Cancelling
 
-    name = f"rollout-{environment}"
+    name = ensure_lock(f"rollout-{environment}")
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, 1)
         if supersede:
             runs = client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=["deliver"])),

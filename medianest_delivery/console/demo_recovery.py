@@ -46,7 +46,7 @@ def run_recovery_demo(console: Console, settings: StackSettings, app_config: str
     from blocks.backup import ensure_backup_key
     from flows.backup import nightly_backup, validate_backup
     from flows.pitr import base_backup, dr_drill
-    from medianest_delivery.localstack.stack import ArchivedCluster
+    from medianest_delivery.localstack.archived_cluster import ArchivedCluster
 
     ensure_backup_key(settings)
     seeded = seed_catalogue(app_config)

@@ -242,7 +242,7 @@ def test_second_backup_of_a_stanza_waits_for_the_first(source_db: str, backup_ke
         "storage_block": name,
         "key_secret": backup_key,
     }
-    from tasks.backup import ensure_lock
+    from tasks.locks import ensure_lock
 
     ensure_lock("backup-it-lock")
     outcome: dict[str, object] = {}

@@ -23,7 +23,9 @@ import psycopg
 import pytest
 
 from medianest_delivery.backup.pgcluster import LocalCluster, free_port
-from medianest_delivery.localstack.stack import ArchivedCluster, S3Emulator, project_origin, stack_up
+from medianest_delivery.localstack.archived_cluster import ArchivedCluster
+from medianest_delivery.localstack.processes import S3Emulator, project_origin
+from medianest_delivery.localstack.stack import stack_up
 from medianest_delivery.settings import StackSettings
 
 pytestmark = pytest.mark.integration
@@ -102,7 +104,7 @@ CHILD = textwrap.dedent(
     import blocks.backup
     from medianest_delivery.backup import archiver_install, pgcluster, physical
     from medianest_delivery.settings import StackSettings
-    from medianest_delivery.localstack.stack import ArchivedCluster
+    from medianest_delivery.localstack.archived_cluster import ArchivedCluster
 
     def die():
         os.kill(os.getpid(), signal.SIGKILL)

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from medianest_delivery.localstack.stack import PrefectServer, Pushgateway, project_origin
+from medianest_delivery.localstack.processes import PrefectServer, Pushgateway, project_origin
 from medianest_delivery.settings import StackSettings
 from tests.helpers import REPO_ROOT
 
