@@ -33,7 +33,7 @@ from medianest_delivery.backup.manifest import BackupKind, BackupManifest, new_b
 from medianest_delivery.backup.retention import RetentionPolicy
 from medianest_delivery.backup.verdicts import compare_restore
 from medianest_delivery.errors import ConfigError, DatabaseUnavailableError, RepositoryError, VerificationError
-from medianest_delivery.rollout.migrations import create_database, drop_database, run_checks
+from medianest_delivery.rollout.migrations import create_database, drop_database, failed_checks
 from tasks.policies import retry_on
 
 # Faults that go away (a restarted database, an S3 hiccup); resumed uploads make retries cheap.
@@ -231,11 +231,7 @@ def compare_with_manifest(manifest: BackupManifest, scratch_dsn: str, checks: li
     problems = compare_restore(
         manifest.row_counts, facts.row_counts, manifest.schema_fingerprint, facts.schema_fingerprint
     )
-    try:
-        run_checks(scratch_dsn, checks)
-    except ConfigError as exc:
-        problems.append(f"app check failed: {exc}")
-    return problems
+    return problems + failed_checks(scratch_dsn, checks)
 
 
 @task(name="drop-scratch-database", task_run_name="drop {scratch_dsn}", cache_policy=NO_CACHE)

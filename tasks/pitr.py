@@ -34,7 +34,7 @@ from medianest_delivery.backup.verify import VerifyReport, verify_stanza
 from medianest_delivery.backup.walarchive import SUFFIX, split_segment_key, wal_prefix
 from medianest_delivery.backup.walchain import expired_segments, segment_of
 from medianest_delivery.errors import ConfigError, DatabaseUnavailableError, RepositoryError
-from medianest_delivery.rollout.migrations import run_checks
+from medianest_delivery.rollout.migrations import failed_checks
 from tasks.backup import REPOSITORY_RETRIES
 from tasks.policies import retry_on
 
@@ -211,11 +211,7 @@ def check_drill_restore(restored_dsn: str, marker: DrillMarker | None, checks: l
             problems.append(f"drill marker {marker.id} written at {marker.written_at.isoformat()} is missing")
         actual = database_facts(restored_dsn)
         problems += compare_restore(marker.row_counts, actual.row_counts, None, "", live_source=True)
-    try:
-        run_checks(restored_dsn, checks)
-    except ConfigError as exc:
-        problems.append(f"app check failed: {exc}")
-    return problems
+    return problems + failed_checks(restored_dsn, checks)
 
 
 @task(name="run-proof-query", task_run_name="proof: {query}", cache_policy=NO_CACHE)

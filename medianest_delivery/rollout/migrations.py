@@ -88,6 +88,15 @@ def run_checks(dsn: str, checks: list[str]) -> None:
                 raise ConfigError(f"database check {check!r} failed: {exc}") from exc
 
 
+def failed_checks(dsn: str, checks: list[str]) -> list[str]:
+    """The app's sanity queries as problems to report (empty when they all run), for restore verdicts."""
+    try:
+        run_checks(dsn, checks)
+    except ConfigError as exc:
+        return [f"app check failed: {exc}"]
+    return []
+
+
 def copy_database(source_dsn: str, target_dsn: str) -> None:
     """pg_dump piped into pg_restore (two processes, no shell)."""
     dump = subprocess.Popen(
