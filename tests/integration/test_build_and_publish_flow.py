@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import httpx
 import pytest
 from prefect.logging import disable_run_logger
 
@@ -293,13 +294,27 @@ def test_malformed_ignore_file_stops_the_flow(
 
 
 def test_leaked_secret_blocks_the_release(local_stack: StackSettings, prefect_harness: None, tmp_path: Path) -> None:
-    """Real trivy finds the key; nothing is pushed or signed."""
+    """Real trivy finds the key: nothing is signed and no release manifest is published.
+
+    Builds run beside the source scans, so images may already sit in the registry,
+    unsigned and by digest only: `deliver` refuses anything unsigned.
+    """
     app = sample_app_copy(tmp_path)
     (app / "backend" / "deploy.env").write_text("AWS_ACCESS_KEY_ID=AKIA2E0A8F3B244C9986\n")
+    blocks = save_blocks(tmp_path, local_stack.registry_host)
     with pytest.raises(GateFailedError, match="aws-access-key-id"):
-        publish(tmp_path, local_stack, app_config=str(app / "delivery.yaml"))
+        build_and_publish(releases_dir=str(tmp_path / "releases"), app_config=str(app / "delivery.yaml"), **blocks)
     sarif = json.loads(next((tmp_path / "releases").rglob("source.sarif")).read_text())
     assert any(r["ruleId"] == "aws-access-key-id" for run in sarif["runs"] for r in run["results"])
+    assert not list((tmp_path / "releases").rglob("latest.json"))
+    namespace = OciRegistry.load(blocks["registry_block"]).namespace  # type: ignore[union-attr]
+    registry = f"http://{local_stack.registry_host}/v2"
+    repositories = [
+        r for r in httpx.get(f"{registry}/_catalog", timeout=10).json()["repositories"] if r.startswith(f"{namespace}/")
+    ]
+    for repository in repositories:
+        tags = httpx.get(f"{registry}/{repository}/tags/list", timeout=10).json().get("tags") or []
+        assert not [t for t in tags if t.endswith((".sig", ".att"))], f"{repository} was signed: {tags}"
 
 
 def test_failing_unit_test_fails_quality_with_output_tail(

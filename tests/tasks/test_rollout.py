@@ -111,7 +111,7 @@ def test_failing_canary_is_rolled_back_at_the_first_step(fakes: Fakes) -> None:
     assert outcome.action is RolloutOutcome.ROLLED_BACK
     assert outcome.weights == [10]
     assert outcome.reason.startswith("step 1 at 10%: error-rate")
-    rollback(fakes.ctx.environment, fakes.ctx.app_config, "backend", False, fakes.ctx.docker_host)
+    in_a_flow(lambda: rollback(fakes.ctx.environment, fakes.ctx.app_config, "backend", False, fakes.ctx.docker_host))
     assert fakes.router.weights("backend") == {fakes.stable_slot(): 100, canary_slot: 0}
     assert all(spec.slot != canary_slot for spec, _ in fakes.runtime.replicas.values())
 
@@ -140,19 +140,23 @@ def test_reconcile_takes_out_a_candidate_left_with_traffic(fakes: Fakes) -> None
     """A rollout killed at 30% leaves the candidate routed; reconcile sends everything back to stable."""
     env = controller(fakes.ctx.environment, fakes.ctx.app_config, fakes.ctx.docker_host)
     stable = env.stable_slot("backend")
-    tasks.rollout.deploy_slot(
-        fakes.ctx.environment,
-        fakes.ctx.app_config,
-        "backend",
-        env.candidate_slot("backend"),
-        IMAGE_V2,
-        "2.0.0",
-        2,
-        {},
-        10,
-        fakes.ctx.docker_host,
+    in_a_flow(
+        lambda: (
+            tasks.rollout.deploy_slot(
+                fakes.ctx.environment,
+                fakes.ctx.app_config,
+                "backend",
+                env.candidate_slot("backend"),
+                IMAGE_V2,
+                "2.0.0",
+                2,
+                {},
+                10,
+                fakes.ctx.docker_host,
+            ),
+            set_traffic(fakes.ctx.environment, fakes.ctx.app_config, "backend", 30, 2, fakes.ctx.docker_host),
+        )
     )
-    set_traffic(fakes.ctx.environment, fakes.ctx.app_config, "backend", 30, 2, fakes.ctx.docker_host)
     actions = in_a_flow(
         lambda: reconcile_environment(fakes.ctx.environment, fakes.ctx.app_config, fakes.ctx.docker_host)
     )
