@@ -36,6 +36,7 @@ from medianest_delivery.charts import canary_chart_markdown
 from medianest_delivery.errors import DeliveryError, RolloutFailedError, VerificationError
 from medianest_delivery.release.manifest import ReleaseManifest, resolve_release
 from medianest_delivery.release.refs import tag_from_version
+from medianest_delivery.rollout.history import ReleaseEventKind
 from medianest_delivery.rollout.judge import CanaryThresholds
 from medianest_delivery.rollout.outcome import ComponentOutcome, RolloutOutcome
 from medianest_delivery.rollout.topology import environment_plan, is_preview, release_order
@@ -255,7 +256,7 @@ def deliver(
                 history,
                 environment,
                 manifest_data,
-                "failed",
+                ReleaseEventKind.FAILED,
                 strategy,
                 f"rejected by {answer.approver}: {answer.comment}",
                 run_id,
@@ -264,7 +265,7 @@ def deliver(
         approval = f"approved by {answer.approver}: {answer.comment}"
     else:
         approval = "auto-approved"
-    record_release_event(history, environment, manifest_data, "approved", strategy, approval, run_id)
+    record_release_event(history, environment, manifest_data, ReleaseEventKind.APPROVED, strategy, approval, run_id)
 
     # 8. production, one rollout per environment at a time.
     outcomes: list[ComponentOutcome] = []
@@ -290,7 +291,9 @@ def deliver(
             metrics,
             run_id,
         )
-        record_release_event(history, environment, manifest_data, "deploy-started", strategy, None, run_id)
+        record_release_event(
+            history, environment, manifest_data, ReleaseEventKind.DEPLOY_STARTED, strategy, None, run_id
+        )
         failure: ComponentOutcome | None = None
         for component in order:
             if component.name not in images:
@@ -326,9 +329,14 @@ def deliver(
                 if outcome.promoted or outcome is failure:
                     rollback(environment, app_config, outcome.component, outcome.promoted, docker_host)
             failure.decided_at = failure.decided_at or time.time()
-            event = failure.action.value
             record_release_event(
-                history, environment, manifest_data, event, strategy, f"{failure.component}: {failure.reason}", run_id
+                history,
+                environment,
+                manifest_data,
+                ReleaseEventKind(failure.action.value),
+                strategy,
+                f"{failure.component}: {failure.reason}",
+                run_id,
             )
             emit_release_event(
                 RELEASE_FROZEN if failure.action is RolloutOutcome.FROZEN else RELEASE_ROLLED_BACK,
@@ -341,7 +349,7 @@ def deliver(
             for outcome in outcomes:
                 decommission(environment, app_config, outcome.component, docker_host)
             record_release_event(
-                history, environment, manifest_data, RolloutOutcome.PROMOTED.value, strategy, approval, run_id
+                history, environment, manifest_data, ReleaseEventKind.PROMOTED, strategy, approval, run_id
             )
             emit_release_event(
                 RELEASE_PROMOTED,

@@ -18,6 +18,7 @@ from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.errors import ConfigError, GateFailedError
 from medianest_delivery.proc import run_command
 from medianest_delivery.release.gates import PERF_REGRESSION_LIMIT, latency_regressed
+from medianest_delivery.rollout.history import ReleaseEventKind
 from medianest_delivery.rollout.loadgen import LoadGenerator
 from medianest_delivery.rollout.migrations import (
     apply_migrations,
@@ -164,7 +165,7 @@ def record_release_event(
     history: ReleaseHistoryDatabase,
     environment: str,
     manifest: dict[str, Any],
-    event: str,
+    event: ReleaseEventKind,
     strategy: str | None = None,
     reason: str | None = None,
     flow_run_id: str | None = None,

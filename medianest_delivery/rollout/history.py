@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,19 @@ import psycopg
 from psycopg.rows import dict_row
 
 from medianest_delivery.errors import HistoryUnavailableError
+
+
+class ReleaseEventKind(enum.StrEnum):
+    """What happened to a release in an environment (the history's `event` column)."""
+
+    APPROVED = "approved"
+    DEPLOY_STARTED = "deploy-started"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled-back"
+    FROZEN = "frozen"
+    FAILED = "failed"
+    RECONCILED = "reconciled"
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS release_events (
@@ -21,8 +35,7 @@ CREATE TABLE IF NOT EXISTS release_events (
     version TEXT NOT NULL,
     git_sha TEXT NOT NULL,
     commit_time TIMESTAMPTZ,
-    event TEXT NOT NULL CHECK (event IN
-        ('deploy-started', 'promoted', 'rolled-back', 'frozen', 'failed', 'reconciled', 'approved')),
+    event TEXT NOT NULL CHECK (event IN ({EVENT_KINDS})),
     strategy TEXT,
     reason TEXT,
     flow_run_id TEXT,
@@ -55,7 +68,7 @@ CREATE TABLE IF NOT EXISTS performance_baselines (
     at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (environment, app, version)
 );
-"""
+""".replace("{EVENT_KINDS}", ", ".join(f"'{kind.value}'" for kind in ReleaseEventKind))
 
 
 @dataclass(frozen=True)
