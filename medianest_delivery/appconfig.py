@@ -23,6 +23,18 @@ DEFAULT_APP_CONFIG = str(PROJECT_ROOT / "examples" / "medianest" / "delivery.yam
 COMPONENT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
+# Paths end up in haproxy.cfg (`option httpchk GET <path>`) and in URLs: no spaces, no control characters.
+URL_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
+
+
+def require_url_path(value: str) -> str:
+    if not URL_PATH.match(value):
+        raise ValueError(
+            f"{value!r} is not a URL path: it must start with '/' and hold no spaces or control characters"
+        )
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -82,6 +94,16 @@ class Component(_Strict):
         description="Container environment; {database_url}, {environment} and {router_url:<component>} are filled in",
     )
     smoke: list[str] = Field(default_factory=list, description="Critical GET paths that must answer 2xx")
+
+    @field_validator("health", "ready", "metrics", "openapi")
+    @classmethod
+    def _is_a_url_path(cls, value: str | None) -> str | None:
+        return None if value is None else require_url_path(value)
+
+    @field_validator("smoke")
+    @classmethod
+    def _are_url_paths(cls, value: list[str]) -> list[str]:
+        return [require_url_path(v) for v in value]
 
     @field_validator("name")
     @classmethod

@@ -57,3 +57,22 @@ def run_command(
     if check and completed.returncode not in ok_codes:
         raise CommandFailedError(args, completed.returncode, completed.stdout or "")
     return completed
+
+
+def process_runs(pid: int, argv: Sequence[str]) -> bool:
+    """Whether process `pid` is the one started with `argv` (not another that reused a stale pid file's number).
+
+    Its /proc cmdline must end with our arguments; the program may be behind an
+    interpreter (a console script runs as `python /path/script args...`).
+    """
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    cmdline = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    expected = list(argv)
+    if not expected or len(cmdline) < len(expected):
+        return False
+    tail_ok = cmdline[len(cmdline) - len(expected) + 1 :] == expected[1:]
+    program = os.path.basename(expected[0])
+    return tail_ok and any(os.path.basename(part) == program for part in cmdline[: len(cmdline) - len(expected) + 1])

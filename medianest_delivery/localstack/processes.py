@@ -19,7 +19,7 @@ import httpx
 
 from medianest_delivery.errors import StackError
 from medianest_delivery.localstack.component import ComponentStatus
-from medianest_delivery.proc import which_or_raise
+from medianest_delivery.proc import process_runs, which_or_raise
 from medianest_delivery.settings import PROJECT_ROOT, StackSettings
 
 ALERT_RULES = PROJECT_ROOT / "deployments" / "prometheus" / "alerts.yml"
@@ -69,12 +69,23 @@ class _ManagedProcess:
     def pid_file(self) -> Path:
         return self.run_dir / f"{self.name}.pid"
 
+    @property
+    def argv_file(self) -> Path:
+        return self.run_dir / f"{self.name}.argv.json"
+
     def our_pid(self) -> int | None:
+        """The pid we started, if that process still runs (not another that reused the number)."""
         try:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        try:
+            started_argv = json.loads(self.argv_file.read_text())
+        except FileNotFoundError:  # started by a version that kept no argv record: trust the live pid as it did
+            return pid if _pid_alive(pid) else None
+        except ValueError:
+            return None
+        return pid if _pid_alive(pid) and process_runs(pid, started_argv) else None
 
     def probe(self) -> bool:
         raise NotImplementedError
@@ -123,9 +134,10 @@ class _ManagedProcess:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{self.name}.log"
+        argv = self.argv()
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
-                self.argv(),
+                argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -133,6 +145,7 @@ class _ManagedProcess:
                 start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
+        self.argv_file.write_text(json.dumps(argv))
         self.origin_file.write_text(json.dumps(project_origin()))
         deadline = time.monotonic() + self.startup_timeout()
         while time.monotonic() < deadline:
@@ -157,8 +170,8 @@ class _ManagedProcess:
             time.sleep(0.2)
         if _pid_alive(pid):
             os.killpg(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        self.origin_file.unlink(missing_ok=True)
+        for record in (self.pid_file, self.argv_file, self.origin_file):
+            record.unlink(missing_ok=True)
         return True
 
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import httpx
 
 from medianest_delivery.errors import StackError
-from medianest_delivery.proc import run_command, which_or_raise
+from medianest_delivery.proc import process_runs, run_command, which_or_raise
 from medianest_delivery.rollout.topology import MAX_REPLICAS, SLOTS, EnvironmentPlan
 
 
@@ -176,13 +176,17 @@ class HAProxyRouter:
         tmp.replace(self.state_path)
         self.config_path.write_text(render_haproxy_config(state, self.socket_path))
 
+    def argv(self, haproxy: str) -> list[str]:
+        return [haproxy, "-db", "-f", str(self.config_path)]
+
     def pid(self) -> int | None:
+        """The pid of *our* HAProxy: a stale pid file naming another process (pid reuse) gives None."""
         try:
             pid = int(self.pid_path.read_text().strip())
             os.kill(pid, 0)
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
-        return pid
+        return pid if process_runs(pid, self.argv("haproxy")) else None
 
     def running(self) -> bool:
         if self.pid() is None or not self.socket_path.exists():
@@ -202,7 +206,7 @@ class HAProxyRouter:
         run_command([haproxy, "-c", "-q", "-f", str(self.config_path)])
         log = (self.dir / "haproxy.log").open("ab")
         process = subprocess.Popen(
-            [haproxy, "-db", "-f", str(self.config_path)],
+            self.argv(haproxy),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

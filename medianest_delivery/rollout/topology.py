@@ -13,6 +13,7 @@ canary and blue-green share one mechanism: move weight, then flip roles.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from medianest_delivery.appconfig import Component
@@ -51,8 +52,12 @@ def other_slot(slot: str) -> str:
     return SLOTS[1 - SLOTS.index(slot)]
 
 
+# What `preview_name` makes of a branch: it becomes a path, a PromQL label and a database name.
+PREVIEW_NAME = re.compile(r"^preview-[a-z0-9](?:[a-z0-9-]{0,29}[a-z0-9])?$")
+
+
 def is_preview(name: str) -> bool:
-    return name.startswith("preview-") and len(name) > len("preview-")
+    return bool(PREVIEW_NAME.match(name))
 
 
 def environment_plan(name: str, preview_index: int | None = None) -> EnvironmentPlan:
@@ -63,7 +68,10 @@ def environment_plan(name: str, preview_index: int | None = None) -> Environment
         if preview_index is None or not 0 <= preview_index < PREVIEW_COUNT:
             raise ConfigError(f"preview {name!r} needs a port block 0..{PREVIEW_COUNT - 1} (allocate one first)")
         return EnvironmentPlan(name, PREVIEW_BASE + 1000 * preview_index)
-    raise ConfigError(f"unknown environment {name!r}: use staging, production or preview-<branch>")
+    raise ConfigError(
+        f"unknown environment {name!r}: use staging, production or preview-<slug> "
+        "(lowercase letters, digits and inner '-', at most 39 characters)"
+    )
 
 
 def allocate_preview(name: str, allocations: dict[str, int]) -> dict[str, int]:

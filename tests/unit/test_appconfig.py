@@ -76,3 +76,17 @@ def test_quality_needs_must_name_earlier_commands(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"'report' needs \['tests'\], which are not listed before it"):
         load_app_config(write_config(tmp_path, body))
+
+
+@pytest.mark.parametrize("field", ["health", "ready", "metrics", "openapi"])
+@pytest.mark.parametrize("value", ["/health\n    server evil 127.0.0.9:80", "/a b", "health", "/x\r"])
+def test_component_paths_cannot_inject_lines(field: str, value: str) -> None:
+    """A health path with a newline would add lines to haproxy.cfg: every component path must be a plain URL path."""
+    from pydantic import ValidationError
+
+    from medianest_delivery.appconfig import Component
+
+    with pytest.raises(ValidationError, match="is not a URL path"):
+        Component(name="api", port=8000, **{field: value})
+    with pytest.raises(ValidationError, match="is not a URL path"):
+        Component(name="api", port=8000, smoke=["/ok", value])

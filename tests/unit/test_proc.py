@@ -22,3 +22,17 @@ def test_metacharacters_reach_the_program_verbatim() -> None:
     """No shell: `;` and `$(...)` are plain characters in an argument."""
     out = run_command(["python3", "-c", "import sys; print(sys.argv[1])", "a; echo $(id)"]).stdout
     assert out.strip() == "a; echo $(id)"
+
+
+def test_process_runs_recognises_this_process_and_rejects_others() -> None:
+    """A pid is ours only when its command line ends with the arguments we started it with."""
+    import os
+    from pathlib import Path
+
+    from medianest_delivery.proc import process_runs
+
+    own = [a.decode() for a in Path("/proc/self/cmdline").read_bytes().split(b"\0") if a]
+    assert process_runs(os.getpid(), own)
+    assert not process_runs(os.getpid(), ["haproxy", "-db", "-f", "/x/haproxy.cfg"])
+    assert not process_runs(2**22 + 12345, own)  # no such process
+    assert not process_runs(os.getpid(), [])

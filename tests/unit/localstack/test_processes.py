@@ -20,6 +20,8 @@ def record(component: PrefectServer | Pushgateway, origin: dict[str, str]) -> No
     """Pretend `component` runs as this test process, started from `origin`."""
     component.run_dir.mkdir(parents=True, exist_ok=True)
     component.pid_file.write_text(str(os.getpid()))
+    own_argv = [a.decode() for a in Path("/proc/self/cmdline").read_bytes().split(b"\0") if a]
+    component.argv_file.write_text(json.dumps(own_argv))
     component.origin_file.write_text(json.dumps(origin))
 
 
@@ -60,3 +62,12 @@ def test_a_process_we_do_not_own_is_never_called_stale(tmp_path: Path) -> None:
     record(server, {"checkout": "/elsewhere"})
     server.pid_file.write_text("999999999")
     assert server.stale_reason() == ""
+
+
+def test_a_stale_pid_file_naming_another_process_is_not_ours(tmp_path: Path) -> None:
+    """A pid file whose number now belongs to some other process (pid reuse) is never taken for ours."""
+    server = PrefectServer(settings_in(tmp_path))
+    record(server, project_origin())
+    server.argv_file.write_text(json.dumps(["/usr/bin/prefect", "server", "start"]))
+    assert server.our_pid() is None
+    assert server.stop() is False  # nothing was signalled

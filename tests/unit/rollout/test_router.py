@@ -42,3 +42,16 @@ def test_router_state_round_trips_json() -> None:
     state = RouterState("production", plan.stats_port, {"backend": new_backend(plan, "backend", 0)})
     state.backends["backend"].slot_releases["a"] = {"image": "r/x@sha256:" + "0" * 64, "version": "1"}
     assert RouterState.from_json(state.to_json()) == state
+
+
+def test_stale_pid_file_is_never_signalled(tmp_path: Path) -> None:
+    """A router pid file naming a process that is not our HAProxy (pid reuse) is ignored: stop signals nothing."""
+    import os
+
+    from medianest_delivery.rollout.router import HAProxyRouter
+
+    router = HAProxyRouter(tmp_path, "preview-stale")
+    router.dir.mkdir(parents=True)
+    router.pid_path.write_text(str(os.getpid()))  # this test process, not haproxy
+    assert router.pid() is None
+    assert router.stop() is False

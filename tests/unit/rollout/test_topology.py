@@ -76,3 +76,25 @@ def test_release_order_rejects_cycles() -> None:
     """Components that depend on each other are a ConfigError naming a dependency cycle."""
     with pytest.raises(ConfigError, match="dependency cycle"):
         release_order([component("a", ["b"]), component("b", ["a"])])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "preview-",
+        "preview-a/../../etc",
+        'preview-x"} or vector(1) or {a="',
+        "preview-a\nb",
+        "preview-UPPER",
+        "prod",
+        "preview-a-",
+    ],
+)
+def test_environment_names_that_would_reach_paths_promql_or_urls_are_refused(name: str) -> None:
+    """Only staging, production and preview-<slug>: a name becomes a directory, a PromQL label and a database."""
+    from medianest_delivery.errors import ConfigError
+    from medianest_delivery.rollout.topology import environment_plan, is_preview
+
+    assert not is_preview(name)
+    with pytest.raises(ConfigError, match="unknown environment"):
+        environment_plan(name)
