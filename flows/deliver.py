@@ -27,9 +27,7 @@ from flows.build_and_publish import build_and_publish
 from flows.strategies import (
     RolloutContext,
     deploy_directly,
-    monitor_promoted,
-    rollout_blue_green,
-    rollout_canary,
+    roll_out,
 )
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
 from medianest_delivery.charts import canary_chart_markdown
@@ -38,17 +36,14 @@ from medianest_delivery.release.manifest import ReleaseManifest, resolve_release
 from medianest_delivery.release.refs import tag_from_version
 from medianest_delivery.rollout.history import ReleaseEventKind
 from medianest_delivery.rollout.judge import CanaryThresholds
-from medianest_delivery.rollout.outcome import ComponentOutcome, RolloutOutcome
+from medianest_delivery.rollout.outcome import RolloutOutcome
 from medianest_delivery.rollout.topology import environment_plan, is_preview, release_order
 from medianest_delivery.settings import StackSettings
 from tasks.events import RELEASE_FROZEN, RELEASE_PROMOTED, RELEASE_ROLLED_BACK, emit_release_event
 from tasks.locks import exclusive
 from tasks.rollout import (
-    controller,
-    decommission,
     prepare_rollout_lock,
     reconcile_environment,
-    rollback,
 )
 from tasks.signing import verify_image
 from tasks.validation import (
@@ -87,12 +82,6 @@ def verify_release(manifest: ReleaseManifest, registry_block: str | None) -> Non
     ]
     for future in futures:
         future.result()
-
-
-def has_stable(ctx: RolloutContext, component: str) -> bool:
-    env = controller(ctx.environment, ctx.app_config, ctx.docker_host)
-    backend = env.state().backends[component]
-    return backend.active_replicas[backend.stable_slot] > 0
 
 
 @flow(name="validate-in-staging", log_prints=True)
@@ -268,7 +257,6 @@ def deliver(
     record_release_event(history, environment, manifest_data, ReleaseEventKind.APPROVED, strategy, approval, run_id)
 
     # 8. production, one rollout per environment at a time.
-    outcomes: list[ComponentOutcome] = []
     lock = prepare_rollout_lock(environment, run_id, supersede)
     with exclusive(
         lock,
@@ -294,40 +282,16 @@ def deliver(
         record_release_event(
             history, environment, manifest_data, ReleaseEventKind.DEPLOY_STARTED, strategy, None, run_id
         )
-        failure: ComponentOutcome | None = None
-        for component in order:
-            if component.name not in images:
-                continue
-            if not has_stable(production, component.name):
-                deploy_directly(production, component.name, images[component.name])
-                outcomes.append(
-                    ComponentOutcome(
-                        component.name, RolloutOutcome.PROMOTED, "first release", weights=[100], first_release=True
-                    )
-                )
-                continue
-            if strategy == "canary":
-                outcome = rollout_canary(production, component.name, images[component.name], steps)
-            else:
-                outcome = rollout_blue_green(production, component.name, images[component.name])
-            outcomes.append(outcome)
-            if outcome.action is not RolloutOutcome.PROMOTED:
-                failure = outcome
-                break
-        if failure is None:
-            for outcome in outcomes:
-                healthy, reason = monitor_promoted(production, outcome.component, monitoring_seconds)
-                if not healthy and not outcome.first_release:
-                    outcome.action, outcome.reason = RolloutOutcome.ROLLED_BACK, reason
-                    failure = outcome
-                    break
+        result = roll_out(
+            production,
+            [c.name for c in order if c.name in images],
+            images,
+            strategy,
+            steps,
+            monitoring_seconds,
+        )
+        outcomes, failure = result.outcomes, result.failure
         if failure is not None:
-            # Automatic rollback of everything this rollout moved, newest first.
-            for outcome in reversed(outcomes):
-                if outcome.first_release:
-                    continue
-                if outcome.promoted or outcome is failure:
-                    rollback(environment, app_config, outcome.component, outcome.promoted, docker_host)
             failure.decided_at = failure.decided_at or time.time()
             record_release_event(
                 history,
@@ -346,8 +310,6 @@ def deliver(
                 {"component": failure.component, "reason": failure.reason, "strategy": strategy, "flow_run_id": run_id},
             )
         else:
-            for outcome in outcomes:
-                decommission(environment, app_config, outcome.component, docker_host)
             record_release_event(
                 history, environment, manifest_data, ReleaseEventKind.PROMOTED, strategy, approval, run_id
             )
@@ -371,6 +333,7 @@ def deliver(
         "approval": approval,
         "outcome": (RolloutOutcome.PROMOTED if failure is None else failure.action).value,
         "reason": failure.reason if failure else "",
+        "fault": result.fault,
         "components": [{**vars(o), "action": o.action.value} for o in outcomes],
         "measurements": len(production.measurements),
     }

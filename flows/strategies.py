@@ -20,7 +20,16 @@ from medianest_delivery.rollout.analysis import StepAssessment
 from medianest_delivery.rollout.canary_loop import LoopVerdict, analyse_until_decided
 from medianest_delivery.rollout.judge import Action, CanaryThresholds
 from medianest_delivery.rollout.outcome import ComponentOutcome, RolloutOutcome
-from tasks.rollout import assess_canary, controller, decommission, deploy_slot, promote, set_traffic
+from tasks.rollout import (
+    assess_canary,
+    controller,
+    decommission,
+    deploy_slot,
+    promote,
+    reconcile_environment,
+    rollback,
+    set_traffic,
+)
 
 
 @dataclass
@@ -163,3 +172,113 @@ def monitor_promoted(ctx: RolloutContext, component: str, window_seconds: float)
         if blocking:
             return False, "monitoring window: " + "; ".join(blocking)
     return True, ""
+
+
+@dataclass
+class RolloutResult:
+    """How the production rollout ended: each component's outcome, and the one that decided a failure."""
+
+    outcomes: list[ComponentOutcome]
+    failure: ComponentOutcome | None = None
+    fault: str = ""  # the exception that interrupted the rollout, when one did
+
+
+def has_stable(ctx: RolloutContext, component: str) -> bool:
+    backend = controller(ctx.environment, ctx.app_config, ctx.docker_host).state().backends[component]
+    return backend.active_replicas[backend.stable_slot] > 0
+
+
+def roll_out(
+    ctx: RolloutContext,
+    components: list[str],
+    images: dict[str, str],
+    strategy: str,
+    steps: list[int],
+    monitoring_seconds: float,
+) -> RolloutResult:
+    """Every component in order by the strategy, the monitoring window, then decommission or rollback.
+
+    Whatever raises once traffic may have moved (Docker, the HAProxy socket, a
+    garbled metrics answer, the statistics), the environment is brought back to
+    its last judged release by `reconcile` before the fault is reported: a
+    candidate with traffic is taken out, a promoted release without a verdict is
+    switched back. The rollout ends as rolled back, with the fault as its reason.
+    """
+    outcomes: list[ComponentOutcome] = []
+    judged = False  # every verdict passed: from here on the new release is the judged one
+    try:
+        failure = _roll_out_components(ctx, components, images, strategy, steps, outcomes)
+        if failure is None:
+            failure = _monitor(ctx, outcomes, monitoring_seconds)
+        if failure is not None:
+            _roll_back_moved(ctx, outcomes, failure)
+            return RolloutResult(outcomes, failure)
+        judged = True
+        for outcome in outcomes:
+            decommission(ctx.environment, ctx.app_config, outcome.component, ctx.docker_host)
+        return RolloutResult(outcomes)
+    except Exception as exc:  # noqa: BLE001 - any fault after traffic moved ends on the judged release
+        fault = f"{type(exc).__name__}: {exc}"
+        logger = get_run_logger()
+        logger.error("rollout interrupted by %s; returning %s to its judged release", fault, ctx.environment)
+        recovery = _recover(ctx)
+        if judged:  # the release passed; only removing the previous slot failed (reconcile finishes it)
+            logger.warning("%s promoted, but decommissioning failed: %s; %s", ctx.environment, fault, recovery)
+            return RolloutResult(outcomes, None, fault)
+        current = outcomes[-1].component if outcomes else (components[0] if components else "")
+        reason = f"fault: {fault}" + (f" ({recovery})" if recovery else "")
+        failure = ComponentOutcome(current, RolloutOutcome.ROLLED_BACK, reason, decided_at=time.time())
+        return RolloutResult(outcomes, failure, fault)
+
+
+def _recover(ctx: RolloutContext) -> str:
+    """Reconcile after a fault; what it did, or why it could not (the persisted state lets the next run finish)."""
+    try:
+        actions = reconcile_environment(ctx.environment, ctx.app_config, ctx.docker_host)
+    except Exception as exc:  # noqa: BLE001 - the fault being handled is the one to report
+        return f"recovery failed: {type(exc).__name__}: {exc}; the next run's reconcile finishes it"
+    return "recovered: " + "; ".join(actions) if actions else ""
+
+
+def _roll_out_components(
+    ctx: RolloutContext,
+    components: list[str],
+    images: dict[str, str],
+    strategy: str,
+    steps: list[int],
+    outcomes: list[ComponentOutcome],
+) -> ComponentOutcome | None:
+    for component in components:
+        if not has_stable(ctx, component):
+            deploy_directly(ctx, component, images[component])
+            outcomes.append(
+                ComponentOutcome(component, RolloutOutcome.PROMOTED, "first release", weights=[100], first_release=True)
+            )
+            continue
+        if strategy == "canary":
+            outcome = rollout_canary(ctx, component, images[component], steps)
+        else:
+            outcome = rollout_blue_green(ctx, component, images[component])
+        outcomes.append(outcome)
+        if outcome.action is not RolloutOutcome.PROMOTED:
+            return outcome
+    return None
+
+
+def _monitor(ctx: RolloutContext, outcomes: list[ComponentOutcome], window_seconds: float) -> ComponentOutcome | None:
+    for outcome in outcomes:
+        healthy, reason = monitor_promoted(ctx, outcome.component, window_seconds)
+        if not healthy and not outcome.first_release:
+            outcome.action, outcome.reason = RolloutOutcome.ROLLED_BACK, reason
+            return outcome
+    return None
+
+
+def _roll_back_moved(ctx: RolloutContext, outcomes: list[ComponentOutcome], failure: ComponentOutcome) -> None:
+    """Automatic rollback of everything this rollout moved, newest first."""
+    for outcome in reversed(outcomes):
+        if outcome.first_release:
+            continue
+        if outcome.promoted or outcome is failure:
+            rollback(ctx.environment, ctx.app_config, outcome.component, outcome.promoted, ctx.docker_host)
+    failure.decided_at = failure.decided_at or time.time()

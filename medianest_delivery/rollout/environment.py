@@ -159,6 +159,7 @@ class EnvironmentController:
         old, new = backend.stable_slot, other_slot(backend.stable_slot)
         backend.stable_slot = new
         backend.weights[new], backend.weights[old] = 100, 0
+        backend.verdict_pending = backend.active_replicas[old] > 0  # a first release has nothing to go back to
         self.router.apply(state, [component])
         return new
 
@@ -172,18 +173,21 @@ class EnvironmentController:
         backend.stable_slot = old
         backend.weights[old], backend.weights[new] = 100, 0
         backend.active_replicas[new] = 0
+        backend.slot_releases.pop(new, None)
+        backend.verdict_pending = False
         self.router.apply(state, [component])
         self.runtime.remove(self.name, component, new)
         self.write_app_targets()
         return old
 
     def decommission(self, component: str) -> None:
-        """Remove the previous stable slot once the rollout is final."""
+        """Remove the previous stable slot once the rollout's verdict passed: the new release is now the judged one."""
         state = self.state()
         backend = state.backends[component]
         old = other_slot(backend.stable_slot)
         backend.weights[old], backend.active_replicas[old] = 0, 0
         backend.slot_releases.pop(old, None)
+        backend.verdict_pending = False
         self.router.apply(state, [component])
         self.runtime.remove(self.name, component, old)
         self.write_app_targets()
@@ -215,18 +219,34 @@ class EnvironmentController:
     def reconcile(self, health_deadline_seconds: float = 60) -> list[str]:
         """Bring router and replicas back to the recorded state after a crash or restart; what was done.
 
-        A candidate slot that still holds traffic means a rollout died midway: it is
-        taken out (weight 0, replicas removed), never promoted. Stable replicas that
-        are missing are started again from the recorded release.
+        A rollout that died (or was cancelled) leaves one of two states. Before
+        promotion, a candidate slot with replicas or traffic: it is taken out
+        (weight 0, replicas removed), never promoted. After promotion and before
+        the verdict (`verdict_pending`), an unjudged release at 100% beside the
+        last judged one at weight 0: traffic goes back to the judged one, the
+        unjudged one is removed. Either way the environment ends on a judged
+        release. Stable replicas that are missing are started again from the
+        recorded release.
         """
         state = self.ensure_router()
         actions: list[str] = []
         running = {r.name for r in self.runtime.list(self.name) if r.running}
-        for name, backend in state.backends.items():
+        for name in list(state.backends):
+            backend = self.state().backends[name]
+            judged = other_slot(backend.stable_slot)
+            if backend.verdict_pending and backend.active_replicas[judged]:
+                unjudged = backend.slot_releases.get(backend.stable_slot, {}).get("version", "?")
+                previous = backend.slot_releases.get(judged, {}).get("version", "?")
+                self.revert(name)
+                actions.append(f"{name}: promoted release {unjudged} had no verdict; back on judged release {previous}")
+                backend = self.state().backends[name]
             candidate = other_slot(backend.stable_slot)
             if backend.active_replicas[candidate] or backend.weights[candidate]:
                 self.abort_candidate(name)
                 actions.append(f"{name}: interrupted rollout in slot {candidate} rolled back")
+            elif any(r.component == name and r.slot == candidate for r in self.runtime.list(self.name)):
+                self.abort_candidate(name)  # a slot that died half-started: running, never routed
+                actions.append(f"{name}: unrouted replicas in slot {candidate} removed")
             release = backend.slot_releases.get(backend.stable_slot)
             replicas = backend.active_replicas[backend.stable_slot]
             if release and replicas:

@@ -31,9 +31,15 @@ class PrometheusClient:
             raise MetricsUnavailableError(f"prometheus at {self.base_url} unreachable: {exc}") from exc
         if response.status_code != 200:
             raise MetricsUnavailableError(f"prometheus answered {response.status_code}: {response.text[:200]}")
-        body = response.json()
-        if body.get("status") != "success":
-            raise MetricsUnavailableError(f"prometheus query failed: {body.get('error')}")
+        try:
+            body = response.json()
+        except ValueError as exc:  # a proxy's HTML error page, a truncated answer
+            raise MetricsUnavailableError(
+                f"prometheus answered something that is not JSON: {response.text[:200]!r}"
+            ) from exc
+        if not isinstance(body, dict) or body.get("status") != "success" or "data" not in body:
+            error = body.get("error") if isinstance(body, dict) else body
+            raise MetricsUnavailableError(f"prometheus query failed: {error!r}")
         return body["data"]
 
     def query(self, expr: str, at: float | None = None) -> list[Sample]:
@@ -41,16 +47,22 @@ class PrometheusClient:
         if at is not None:
             params["time"] = at
         data = self._get("/api/v1/query", params)
-        return [Sample(r["metric"], float(r["value"][1])) for r in data["result"]]
+        try:
+            return [Sample(r["metric"], float(r["value"][1])) for r in data["result"]]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise MetricsUnavailableError(f"prometheus answer to {expr!r} is garbled: {exc!r}") from exc
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> dict[str, list[float]]:
         """Series keyed by their labels (as sorted 'k=v,...'), NaNs dropped."""
         data = self._get("/api/v1/query_range", {"query": expr, "start": start, "end": end, "step": step})
         series = {}
-        for result in data["result"]:
-            key = ",".join(f"{k}={v}" for k, v in sorted(result["metric"].items()))
-            values = [float(v) for _, v in result["values"]]
-            series[key] = [v for v in values if not math.isnan(v)]
+        try:
+            for result in data["result"]:
+                key = ",".join(f"{k}={v}" for k, v in sorted(result["metric"].items()))
+                values = [float(v) for _, v in result["values"]]
+                series[key] = [v for v in values if not math.isnan(v)]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MetricsUnavailableError(f"prometheus answer to {expr!r} is garbled: {exc!r}") from exc
         return series
 
     def ready(self) -> bool:

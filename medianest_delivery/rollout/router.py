@@ -41,6 +41,9 @@ class BackendState:
     health_path: str = "/health"
     # What each slot runs (image by digest, version, extra env): reconcile restarts from this.
     slot_releases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # True from `promote` until the rollout's verdict: the stable slot holds a release nobody
+    # has judged yet and the other slot, still running, the last judged one (the rollback target).
+    verdict_pending: bool = False
 
     def server_names(self, slot: str) -> list[str]:
         return [f"{slot}{i}" for i in range(len(self.slot_ports[slot]))]
