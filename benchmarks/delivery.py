@@ -99,12 +99,15 @@ def main() -> None:
 
             # 2. blue-green switch under >= 10,000 requests.
             load = LoadGenerator(f"{api}/version", rate=600, max_requests=30000, max_seconds=90, workers=8).start()
+            # The frontend's monitoring window needs evidence too (a window without data is not healthy).
+            web = LoadGenerator(f"http://127.0.0.1:{env.plan.router_port(1)}/", 30, 2700, 90).start()
             time.sleep(2)
             deliver(release_manifest=manifests["1.1.0"], strategy="blue-green", **common)
             while load.report.total < 10000 and load.elapsed() < 85:
                 time.sleep(0.5)
             time.sleep(1)
             switch = load.stop()
+            web.stop()
             first_green = min(o.at for o in switch.outcomes if o.version == "1.1.0")
             last_blue = max(o.at for o in switch.outcomes if o.version == "1.0.0")
         finally:

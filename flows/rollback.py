@@ -28,6 +28,8 @@ def rollback_release(
     """Blue-green switch back to ``version`` (default: the release promoted before the current one).
 
     The earlier release is verified again (signatures and attestations) before it runs.
+    No monitoring window: the release was judged when it was promoted, and an
+    emergency rollback must not wait for (or be undone by the lack of) traffic.
     """
     history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
     manifest = ReleaseManifest.model_validate(find_release(history, environment, app, version))
@@ -38,6 +40,7 @@ def rollback_release(
         environment=environment,
         staging_environment=None,
         auto_approve=True,
+        monitoring_seconds=0,
         app_config=app_config,
         history_block=history_block,
         docker_host_block=docker_host_block,

@@ -58,12 +58,13 @@ def _analyse_until_decided(
     weight: int,
     since: float,
     max_seconds: float | None,
+    monitoring: bool = False,
 ) -> LoopVerdict:
     """The analysis loop of one step, each analysis an `assess-canary-step` task run, every measurement recorded."""
 
     def assess(analysis: int) -> StepAssessment:
         result = assess_canary(
-            ctx.environment, component, canary_slot, since, step, analysis, ctx.thresholds, ctx.metrics
+            ctx.environment, component, canary_slot, since, step, analysis, ctx.thresholds, ctx.metrics, monitoring
         )
         ctx.measurements += [
             {
@@ -162,15 +163,30 @@ def rollout_blue_green(ctx: RolloutContext, component: str, image: str) -> Compo
 
 
 def monitor_promoted(ctx: RolloutContext, component: str, window_seconds: float) -> tuple[bool, str]:
-    """Judge the promoted slot on absolute criteria for ``window_seconds``; (healthy, reason)."""
+    """Judge the promoted slot on absolute criteria for ``window_seconds``, clients' view included; (healthy, reason).
+
+    Healthy needs evidence: at least one analysis in the window must pass (which
+    takes `min_requests` requests), and the router's answers count (a release
+    whose replicas died after their health check makes HAProxy answer 503 while
+    the app's own metrics show nothing). A window that ends with no data is not
+    healthy. `window_seconds <= 0` skips the window (previews, rollbacks to an
+    already judged release).
+    """
+    if window_seconds <= 0:
+        return True, ""
     stable_slot = controller(ctx.environment, ctx.app_config, ctx.docker_host).stable_slot(component)
     monitor_ctx = replace(ctx, thresholds=replace(ctx.thresholds, max_inconclusive=10_000))
     started = time.time()
-    verdict = _analyse_until_decided(monitor_ctx, component, stable_slot, 0, 100, started, window_seconds)
+    verdict = _analyse_until_decided(
+        monitor_ctx, component, stable_slot, 0, 100, started, window_seconds, monitoring=True
+    )
     if verdict.action in (Action.ROLLBACK, Action.FREEZE):
-        blocking = [r for r in verdict.reasons if not r.startswith(("error-vs-stable", "latency-vs-stable"))]
-        if blocking:
-            return False, "monitoring window: " + "; ".join(blocking)
+        return False, "monitoring window: " + "; ".join(verdict.reasons)
+    if verdict.passed == 0:
+        return False, (
+            f"monitoring window: no evidence, none of {verdict.analyses} analyses in {window_seconds:.0f}s passed "
+            f"(fewer than {ctx.thresholds.min_requests} requests, or no metrics)"
+        )
     return True, ""
 
 

@@ -123,9 +123,10 @@ def assess_canary(
     analysis: int,
     thresholds: CanaryThresholds,
     metrics: MetricsProvider,
+    monitoring: bool = False,
 ) -> StepAssessment:
     """One analysis: query Prometheus, judge, return every measurement with its resolved query."""
-    scope = AnalysisScope(environment, component, canary_slot, other_slot(canary_slot))
+    scope = AnalysisScope(environment, component, canary_slot, other_slot(canary_slot), monitoring)
     client = metrics.get_client()
     observation = observe_step(client, scope, since)
     decision = assess_canary_step(observation, thresholds)

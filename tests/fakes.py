@@ -119,6 +119,8 @@ class FakePrometheus:
     """Answers observe_step's queries: counters grow with wall time from `started`, per slot."""
 
     slots: dict[str, SlotTraffic] = field(default_factory=dict)
+    # 503s per second HAProxy answers by itself (no healthy server): the router sees them, the app does not.
+    router_own_errors_per_second: float = 0.0
     started: float = field(default_factory=time.time)
     queries: list[str] = field(default_factory=list)
 
@@ -130,6 +132,12 @@ class FakePrometheus:
         self.queries.append(expr)
         now = time.time() if at is None else at
         traffic = self._slot(expr)
+        if expr.startswith("sum(haproxy_frontend_http_responses_total"):
+            elapsed = max(0.0, now - self.started)
+            served = sum(t.rate for t in self.slots.values()) * elapsed
+            failed = sum(t.rate * t.error_ratio for t in self.slots.values()) * elapsed
+            own = self.router_own_errors_per_second * elapsed
+            return [Sample({}, failed + own if 'code="5xx"' in expr else served + own)]
         if expr.startswith("sum(http_requests_total"):
             requests = traffic.rate * max(0.0, now - self.started)
             errors_only = 'status=~"5.."' in expr

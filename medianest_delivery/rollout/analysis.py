@@ -24,6 +24,13 @@ class AnalysisScope:
     component: str
     canary_slot: str
     stable_slot: str
+    # A monitoring window judges the promoted release alone (the other slot has no traffic to compare
+    # with): absolute criteria, plus what the router answered clients.
+    monitoring: bool = False
+
+    def router_selector(self, extra: str = "") -> str:
+        parts = [f'env="{self.environment}"', f'proxy="fe_{self.component}"']
+        return "{" + ", ".join([*parts, extra] if extra else parts) + "}"
 
     def selector(self, slot: str, extra: str = "") -> str:
         parts = [f'env="{self.environment}"', f'component="{self.component}"', f'slot="{slot}"', USER_ROUTES]
@@ -35,6 +42,12 @@ class AnalysisScope:
 def requests_query(scope: AnalysisScope, slot: str, errors_only: bool) -> str:
     extra = 'status=~"5.."' if errors_only else ""
     return f"sum(http_requests_total{scope.selector(slot, extra)})"
+
+
+def router_query(scope: AnalysisScope, errors_only: bool) -> str:
+    """Responses of the component's HAProxy frontend (HAProxy's exporter), 5xx only or all."""
+    selector = scope.router_selector('code="5xx"' if errors_only else "")
+    return f"sum(haproxy_frontend_http_responses_total{selector})"
 
 
 def p95_query(scope: AnalysisScope, window_seconds: int) -> str:
@@ -63,12 +76,13 @@ def _scalar(client: PrometheusClient, expr: str, at: float | None) -> float:
 
 
 def _counts(client: PrometheusClient, scope: AnalysisScope, slot: str, since: float, now: float) -> SliceCounts:
-    total = _scalar(client, requests_query(scope, slot, False), now) - _scalar(
-        client, requests_query(scope, slot, False), since
-    )
-    errors = _scalar(client, requests_query(scope, slot, True), now) - _scalar(
-        client, requests_query(scope, slot, True), since
-    )
+    return _delta(client, requests_query(scope, slot, False), requests_query(scope, slot, True), since, now)
+
+
+def _delta(client: PrometheusClient, total_expr: str, errors_expr: str, since: float, now: float) -> SliceCounts:
+    """Requests and errors between `since` and `now` from two counter sums."""
+    total = _scalar(client, total_expr, now) - _scalar(client, total_expr, since)
+    errors = _scalar(client, errors_expr, now) - _scalar(client, errors_expr, since)
     return SliceCounts(max(0, round(total)), max(0, round(errors)))
 
 
@@ -112,7 +126,16 @@ def observe_step(
         alerts = sorted({s.labels.get("alertname", "?") for s in client.query(alerts_query(scope.environment), now)})
     except MetricsUnavailableError as exc:
         errors["critical-alerts"] = str(exc)
-    return StepObservation(canary, stable, p95, canary_series, stable_series, alerts, queries, errors)
+    router = None
+    if scope.monitoring:
+        queries["router-errors"] = f"{router_query(scope, True)} / {router_query(scope, False)} (delta over {window}s)"
+        try:
+            router = _delta(client, router_query(scope, False), router_query(scope, True), since, now)
+        except MetricsUnavailableError as exc:
+            errors["router-errors"] = str(exc)
+    return StepObservation(
+        canary, stable, p95, canary_series, stable_series, alerts, queries, errors, router, scope.monitoring
+    )
 
 
 def _flatten(series: dict[str, list[float]]) -> list[float]:

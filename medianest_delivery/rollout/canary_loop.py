@@ -26,6 +26,7 @@ class LoopVerdict:
     action: Action
     reasons: list[str]
     analyses: int
+    passed: int = 0  # analyses that PASSED: evidence, as opposed to a window that merely ran out
 
 
 def analyse_until_decided(
@@ -45,16 +46,18 @@ def analyse_until_decided(
     that stop before the limit only hold the step); ERROR, ERROR, ERROR give
     ROLLBACK after 3.
     """
-    errors_in_a_row = waits = analysis = 0
+    errors_in_a_row = waits = analysis = passed = 0
     deadline = None if max_seconds is None else clock() + max_seconds
     while True:
         sleep(interval_seconds)
         analysis += 1
         result = assess(analysis)
+        passed += result.phase is Phase.PASSED
         errors_in_a_row = errors_in_a_row + 1 if result.phase is Phase.ERROR else 0
         waits = waits + 1 if result.phase is Phase.INCONCLUSIVE else waits
         action = decide_action(result.phase, errors_in_a_row, waits, thresholds, not backward_compatible)
         if action is not Action.WAIT:
-            return LoopVerdict(action, result.reasons or [f"{result.phase.value} after {analysis} analyses"], analysis)
+            reasons = result.reasons or [f"{result.phase.value} after {analysis} analyses"]
+            return LoopVerdict(action, reasons, analysis, passed)
         if deadline is not None and clock() > deadline:
-            return LoopVerdict(Action.NEXT_STEP, [], analysis)  # window over with nothing wrong
+            return LoopVerdict(Action.NEXT_STEP, [], analysis, passed)  # window over with nothing wrong

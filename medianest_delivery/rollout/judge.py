@@ -82,6 +82,10 @@ class StepObservation:
     critical_alerts: Sequence[str] | None
     queries: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    # What clients got from the router (HAProxy's own 503s included); None when not judged.
+    router: SliceCounts | None = None
+    # A monitoring window after promotion: nothing to compare with, absolute criteria only.
+    absolute_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,26 @@ def measure_latency_comparison(obs: StepObservation, t: CanaryThresholds) -> Mea
     return Measurement("latency-vs-stable", phase, p_value, threshold, query, message)
 
 
+def measure_router_errors(obs: StepObservation, t: CanaryThresholds) -> Measurement:
+    """Errors clients got from the router, its own included (no healthy server: HAProxy answers 503 itself).
+
+    The app's metrics cannot see a replica that died after its health check; the
+    router's counters can. Judged in the monitoring window, when all traffic
+    goes to the promoted release.
+    """
+    threshold = f"< {t.max_error_rate:.4%} of router responses"
+    if obs.router is None:
+        return _error("router-errors", obs, threshold)
+    query = obs.queries.get("router-errors", "")
+    rate = obs.router.error_rate
+    message = f"{obs.router.errors}/{obs.router.requests} router responses were 5xx"
+    if obs.router.errors >= t.min_failure_errors and rate >= t.max_error_rate:
+        return Measurement("router-errors", Phase.FAILED, rate, threshold, query, message)
+    if obs.router.requests < t.min_requests:
+        return Measurement("router-errors", Phase.INCONCLUSIVE, rate, threshold, query, message)
+    return Measurement("router-errors", Phase.PASSED, rate, threshold, query, message)
+
+
 def measure_alerts(obs: StepObservation) -> Measurement:
     if obs.critical_alerts is None:
         return _error("critical-alerts", obs, "none firing")
@@ -210,13 +234,12 @@ def assess_canary_step(obs: StepObservation, thresholds: CanaryThresholds) -> St
     >>> assess_canary_step(obs, CanaryThresholds()).phase
     <Phase.PASSED: 'passed'>
     """
-    measurements = [
-        measure_error_rate(obs, thresholds),
-        measure_error_comparison(obs, thresholds),
-        measure_p95(obs, thresholds),
-        measure_latency_comparison(obs, thresholds),
-        measure_alerts(obs),
-    ]
+    measurements = [measure_error_rate(obs, thresholds), measure_p95(obs, thresholds), measure_alerts(obs)]
+    if not obs.absolute_only:
+        measurements[1:1] = [measure_error_comparison(obs, thresholds)]
+        measurements[3:3] = [measure_latency_comparison(obs, thresholds)]
+    if obs.router is not None or "router-errors" in obs.errors:
+        measurements.append(measure_router_errors(obs, thresholds))
     phases = {m.phase for m in measurements}
     for phase in (Phase.FAILED, Phase.ERROR, Phase.INCONCLUSIVE):
         if phase in phases:

@@ -348,11 +348,17 @@ def test_flow_killed_mid_canary_converges_on_rerun(
 
 
 def test_rollback_flow_restores_the_previous_release(environment: str, releases: dict[str, Path]) -> None:
+    """The rollback flow switches back to the release promoted before the current one (no window: it was judged)."""
     from flows.rollback import rollback_release
 
-    run_deliver(releases["1.1.0"], environment, strategy="blue-green")
+    backend, frontend = loads(environment, seconds=60)
+    try:
+        run_deliver(releases["1.1.0"], environment, strategy="blue-green")
+    finally:
+        backend.stop()
+        frontend.stop()
     assert httpx.get(f"{router(environment)}/version").json()["version"] == "1.1.0"
-    summary = rollback_release(environment=environment)
+    summary = rollback_release(environment=environment)  # no load: a rollback does not wait for evidence
     assert summary["version"] == "1.0.0"
     assert httpx.get(f"{router(environment)}/version").json()["version"] == "1.0.0"
     assert history_events(environment)[-1] == ("promoted", "1.0.0")
@@ -400,6 +406,7 @@ def test_production_waits_for_approval_and_records_the_approver(environment: str
     from prefect.flow_runs import resume_flow_run
 
     result: dict[str, Any] = {}
+    backend, frontend = loads(environment, seconds=150)  # the monitoring window needs evidence
     runner = threading.Thread(
         target=lambda: result.update(
             run_deliver(releases["1.1.0"], environment, strategy="blue-green", auto_approve=False)
@@ -420,6 +427,8 @@ def test_production_waits_for_approval_and_records_the_approver(environment: str
     assert httpx.get(f"{router(environment)}/version").json()["version"] == "1.0.0"  # nothing moved yet
     resume_flow_run(paused.id, run_input={"approved": True, "approver": "ops@medianest", "comment": "LGTM"})
     runner.join(timeout=180)
+    backend.stop()
+    frontend.stop()
     assert result["approval"] == "approved by ops@medianest: LGTM"
     assert result["outcome"] == "promoted"
     approvals = [e for e in ReleaseHistory(StackSettings().history_dsn).events(environment) if e.event == "approved"]

@@ -204,3 +204,34 @@ def test_fault_while_decommissioning_keeps_the_release_that_passed(
     assert state.stable_slot == new
     assert fakes.router.weights("backend")[new] == 100
     assert not state.verdict_pending
+
+
+def test_monitoring_window_with_no_data_is_not_healthy(fakes: Fakes) -> None:
+    """Regression (issue 11.6): a window that saw no requests at all ended "healthy"; now it is no evidence and the
+    promoted release goes back to the judged one."""
+    old = judged_slot(fakes)
+    fakes.prometheus.slots = {}  # nothing scraped, nothing routed
+    result = in_a_flow(lambda: roll_out(fakes.ctx, ["backend"], {"backend": IMAGE_V2}, "blue-green", STEPS, 1.0))
+    assert result.failure is not None
+    assert "no evidence" in result.failure.reason
+    assert_back_on(fakes, old)
+
+
+def test_replicas_that_died_after_their_health_check_fail_on_what_clients_saw(fakes: Fakes) -> None:
+    """The new slot serves nothing (its app metrics are silent) while HAProxy answers 503 itself: the router's
+    counters fail the window and traffic goes back to the judged release."""
+    old = judged_slot(fakes)
+    fakes.prometheus.slots = {old: SlotTraffic(rate=0.0)}
+    fakes.prometheus.router_own_errors_per_second = 500.0
+    result = in_a_flow(lambda: roll_out(fakes.ctx, ["backend"], {"backend": IMAGE_V2}, "blue-green", STEPS, 2.0))
+    assert result.failure is not None
+    assert "router-errors" in result.failure.reason
+    assert "router responses were 5xx" in result.failure.reason
+    assert_back_on(fakes, old)
+
+
+def test_a_zero_window_is_an_explicit_opt_out(fakes: Fakes) -> None:
+    """monitoring_seconds=0 (previews, rollbacks to a judged release) skips the window: promoted without data."""
+    fakes.prometheus.slots = {}
+    result = in_a_flow(lambda: roll_out(fakes.ctx, ["backend"], {"backend": IMAGE_V2}, "blue-green", STEPS, 0.0))
+    assert result.failure is None

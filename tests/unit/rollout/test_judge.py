@@ -146,3 +146,42 @@ def test_split_weights_rejects_bad_input() -> None:
     """A percentage outside 0..100 is a ValueError."""
     with pytest.raises(ValueError, match=r"0\.\.100"):
         split_weights(120, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "router", "phase"),
+    [
+        ("router answered 503s by itself", SliceCounts(requests=400, errors=400), Phase.FAILED),
+        ("a few router errors below the threshold", SliceCounts(requests=10_000, errors=3), Phase.PASSED),
+        ("too few requests to judge", SliceCounts(requests=10, errors=0), Phase.INCONCLUSIVE),
+    ],
+)
+def test_router_errors_judge_what_clients_saw(name: str, router: SliceCounts, phase: Phase) -> None:
+    """In a monitoring window the router's own answers are judged, whatever the app's metrics say."""
+    ok = SliceCounts(requests=1000, errors=0)
+    obs = StepObservation(ok, None, 0.05, None, None, [], router=router, absolute_only=True)
+    decision = assess_canary_step(obs, CanaryThresholds())
+    router_measurement = next(m for m in decision.measurements if m.metric == "router-errors")
+    assert router_measurement.phase is phase, name
+
+
+def test_monitoring_judges_absolute_criteria_only() -> None:
+    """After promotion there is no stable traffic to compare with: the comparisons are not measured at all."""
+    ok = SliceCounts(requests=1000, errors=0)
+    obs = StepObservation(ok, None, 0.05, None, None, [], router=ok, absolute_only=True)
+    decision = assess_canary_step(obs, CanaryThresholds())
+    assert [m.metric for m in decision.measurements] == [
+        "error-rate",
+        "p95-latency",
+        "critical-alerts",
+        "router-errors",
+    ]
+    assert decision.phase is Phase.PASSED
+
+
+def test_missing_router_metrics_are_an_error_not_a_pass() -> None:
+    """A router query that failed is an ERROR measurement (held, then rolled back), never silently skipped."""
+    ok = SliceCounts(requests=1000, errors=0)
+    obs = StepObservation(ok, None, 0.05, None, None, [], errors={"router-errors": "unreachable"}, absolute_only=True)
+    decision = assess_canary_step(obs, CanaryThresholds())
+    assert decision.phase is Phase.ERROR
