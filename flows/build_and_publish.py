@@ -95,6 +95,9 @@ def build_and_publish(
 ) -> ReleaseManifest:
     """Quality gate, security scans, concurrent builds, push by digest, SBOMs, signing, verification.
 
+    With ``enforce_gates=False`` findings are reported but do not stop the run, and
+    nothing is signed: such a release is for inspection and can never be deployed.
+
     Returns the release manifest that `deliver` takes as input.
     """
     logger = get_run_logger()
@@ -185,7 +188,9 @@ def build_and_publish(
     key_fingerprint = fingerprint(public_key)
     signatures: dict[str, PrefectFuture[SignatureRef]] = {}
     verifications: dict[str, PrefectFuture[dict[str, Any]]] = {}
-    for c in selected:
+    if not enforce_gates:
+        logger.warning("gates were not enforced: nothing is signed, and deliver refuses these images")
+    for c in selected if enforce_gates else []:  # a release whose gates were not enforced is never signed
         digest = digests[c.name].result()
         sbom_files = sboms[c.name].result()
         attached = attach_sbom.submit(
@@ -252,8 +257,8 @@ def build_and_publish(
                 digest=digests[c.name].result(),
                 tags=tags,
                 sbom_files=sboms[c.name].result(),
-                signature=signatures[c.name].result(),
-                verified=bool(verified[c.name]),
+                signature=signatures[c.name].result() if c.name in signatures else None,
+                verified=bool(verified.get(c.name)),
             )
             for c in selected
         ],

@@ -335,3 +335,18 @@ def test_missing_dockerfile_is_named(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"component 'frontend': Dockerfile .*frontend/Dockerfile does not exist"):
         load_app_config(app / "delivery.yaml")
+
+
+def test_unenforced_gates_never_sign(local_stack: StackSettings, prefect_harness: None, tmp_path: Path) -> None:
+    """enforce_gates=False reports findings without stopping, and signs nothing: deliver would refuse the images."""
+    blocks = save_blocks(tmp_path, local_stack.registry_host)
+    manifest = build_and_publish(releases_dir=str(tmp_path / "releases"), enforce_gates=False, **blocks)
+    assert manifest.images
+    assert all(image.signature is None and not image.verified for image in manifest.images)
+    namespace = OciRegistry.load(blocks["registry_block"]).namespace  # type: ignore[union-attr]
+    registry = f"http://{local_stack.registry_host}/v2"
+    for image in manifest.images:
+        repository = image.repository.split("/", 1)[1]
+        assert repository.startswith(f"{namespace}/")
+        tags = httpx.get(f"{registry}/{repository}/tags/list", timeout=10).json().get("tags") or []
+        assert not [t for t in tags if t.endswith((".sig", ".att"))], tags
