@@ -27,6 +27,7 @@ from medianest_delivery.release.cosign_format import (
     SPDX_MEDIA_TYPE,
     Layer,
     ProvenanceInputs,
+    append_layers,
     dsse_envelope,
     in_toto_statement,
     pae,
@@ -183,13 +184,15 @@ def sign_image(
                     {SIGNATURE_ANNOTATION: "", "predicateType": predicate_type},
                 )
             )
-        with registry.get_client() as client:
-            client.push_artifact(
-                repository,
-                signature_tag(digest, "sig"),
-                [Layer(SIMPLE_SIGNING_MEDIA_TYPE, payload, {SIGNATURE_ANNOTATION: signature})],
-            )
-            client.push_artifact(repository, signature_tag(digest, "att"), attestations)
+        with registry.get_client() as client:  # append, as cosign does: other signers' layers stay
+            for tag, ours in (
+                (
+                    signature_tag(digest, "sig"),
+                    [Layer(SIMPLE_SIGNING_MEDIA_TYPE, payload, {SIGNATURE_ANNOTATION: signature})],
+                ),
+                (signature_tag(digest, "att"), attestations),
+            ):
+                client.push_artifact(repository, tag, append_layers(client.pull_artifact_layers(repository, tag), ours))
         signer = "cryptography"
     get_run_logger().info("signed %s@%s with %s (key %s)", name, digest, signer, key_fingerprint)
     return SignatureRef(

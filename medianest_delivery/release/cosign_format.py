@@ -173,3 +173,15 @@ def artifact_manifest(config: bytes, layers: list[Layer]) -> bytes:
         ],
     }
     return json.dumps(manifest, separators=(",", ":")).encode()
+
+
+def append_layers(existing: list[Layer], ours: list[Layer]) -> list[Layer]:
+    """What a `.sig`/`.att` artifact holds after we sign: everything already there (co-signatures survive), plus
+    each of our layers that is not there yet (signing twice adds nothing)."""
+    merged = list(existing)
+    for layer in ours:
+        if not any(
+            (e.media_type, e.data, e.annotations) == (layer.media_type, layer.data, layer.annotations) for e in merged
+        ):
+            merged.append(layer)
+    return merged

@@ -2,8 +2,11 @@
 
 Pure: takes the layers already fetched from the registry and the public key,
 returns every problem found (an empty list means verified). Like cosign, one
-valid signature is enough; every attestation present must be valid, and each
-required predicate type must be present at least once.
+signature by the trusted key is enough, whatever else is attached: co-signatures
+and attestations by other keys are ignored (listed in `ignored`), never a reason
+to refuse, and never a source of trust. Each required predicate type must come
+from an attestation the trusted key signed. A layer the trusted key signed over
+another digest or repository is always a problem (a replayed signature).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class VerificationReport:
     valid_signatures: int = 0
     predicate_types: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # layers not signed by the trusted key
 
     @property
     def ok(self) -> bool:
@@ -41,6 +45,7 @@ class VerificationReport:
 def check_signatures(
     layers: list[Layer], digest: str, repository: str, key: ec.EllipticCurvePublicKey, report: VerificationReport
 ) -> None:
+    untrusted: list[str] = []
     for index, layer in enumerate(layers):
         if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE:
             continue
@@ -52,10 +57,10 @@ def check_signatures(
             signed_digest = payload["critical"]["image"]["docker-manifest-digest"]
             signed_reference = payload["critical"]["identity"]["docker-reference"]
         except (ValueError, KeyError, TypeError):
-            report.problems.append(f"{where}: malformed payload or signature annotation")
+            untrusted.append(f"{where}: malformed payload or signature annotation")
             continue
         if not verify_bytes(key, layer.data, signature):
-            report.problems.append(f"{where}: signature does not verify with the public key")
+            untrusted.append(f"{where}: signature does not verify with the public key")
             continue
         if signed_digest != digest:
             report.problems.append(f"{where}: signs {signed_digest}, not {digest}")
@@ -64,7 +69,11 @@ def check_signatures(
             report.problems.append(f"{where}: signs repository {signed_reference}, not {repository}")
             continue
         report.valid_signatures += 1
-    if report.valid_signatures == 0 and not report.problems:
+    if report.valid_signatures:
+        report.ignored += untrusted
+        return
+    report.problems += untrusted
+    if not report.problems:
         report.problems.append(f"no signature found for {digest}")
 
 
@@ -76,6 +85,7 @@ def check_attestations(
     report: VerificationReport,
 ) -> None:
     algorithm, _, hex_part = digest.partition(":")
+    untrusted: list[str] = []
     for index, layer in enumerate(layers):
         if layer.media_type != DSSE_MEDIA_TYPE:
             continue
@@ -86,23 +96,26 @@ def check_attestations(
             signatures = [base64.b64decode(s["sig"], validate=True) for s in envelope["signatures"]]
             statement = json.loads(payload)
         except (ValueError, KeyError, TypeError):
-            report.problems.append(f"{where}: malformed DSSE envelope")
+            untrusted.append(f"{where}: malformed DSSE envelope")
             continue
         if envelope.get("payloadType") != IN_TOTO_PAYLOAD_TYPE:
-            report.problems.append(f"{where}: payloadType {envelope.get('payloadType')!r} is not in-toto")
+            untrusted.append(f"{where}: payloadType {envelope.get('payloadType')!r} is not in-toto")
             continue
         signed = pae(envelope["payloadType"], payload)
         if not any(verify_bytes(key, signed, sig) for sig in signatures):
-            report.problems.append(f"{where}: DSSE signature does not verify with the public key")
+            untrusted.append(f"{where}: DSSE signature does not verify with the public key")
             continue
         subjects = [s.get("digest", {}).get(algorithm) for s in statement.get("subject", [])]
         if hex_part not in subjects:
             report.problems.append(f"{where}: statement subject is not {digest}")
             continue
         report.predicate_types.append(str(statement.get("predicateType")))
-    for predicate in required_predicates:
-        if predicate not in report.predicate_types:
-            report.problems.append(f"required attestation {predicate} missing for {digest}")
+    missing = [p for p in required_predicates if p not in report.predicate_types]
+    if not missing:
+        report.ignored += untrusted
+        return
+    report.problems += untrusted
+    report.problems += [f"required attestation {predicate} missing for {digest}" for predicate in missing]
 
 
 def verify_image_evidence(

@@ -209,6 +209,23 @@ def test_signature_by_another_key_fails_verification(fresh_release: ReleaseManif
         verify(fresh_release, "backend")
 
 
+def test_co_signature_by_another_key_is_kept_and_ours_still_verifies(fresh_release: ReleaseManifest) -> None:
+    """A second signer appends to .sig (as cosign does); our verification still passes on our signature alone."""
+    image = fresh_release.image("backend")
+    registry = registry_for(fresh_release)
+    other = generate_key_pair(b"")
+    payload = simple_signing_payload(image.repository, image.digest)
+    theirs = base64.b64encode(sign_bytes(load_private_key(other.private_pem, b""), payload)).decode()
+    repository, tag = registry.repository("backend"), signature_tag(image.digest, "sig")
+    with registry.get_client() as client:
+        existing = client.pull_artifact_layers(repository, tag)
+        client.push_artifact(
+            repository, tag, [*existing, Layer(SIMPLE_SIGNING_MEDIA_TYPE, payload, {SIGNATURE_ANNOTATION: theirs})]
+        )
+        assert len(client.pull_artifact_layers(repository, tag)) == len(existing) + 1
+    assert verify(fresh_release, "backend")["signatures"] == 1
+
+
 def test_edited_attestation_fails_verification(fresh_release: ReleaseManifest) -> None:
     image = fresh_release.image("frontend")
     registry = registry_for(fresh_release)

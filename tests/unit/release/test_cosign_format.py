@@ -77,3 +77,19 @@ def test_artifact_manifest_references_config_and_layers_by_digest() -> None:
         "annotations": {SIGNATURE_ANNOTATION: "c2ln"},
     }
     assert json.loads(config)["rootfs"]["diff_ids"] == [sha256_digest(b"payload")]
+
+
+def test_signing_appends_and_never_duplicates() -> None:
+    """Our layers are added after what is attached already (co-signatures survive); signing twice adds nothing."""
+    from medianest_delivery.release.cosign_format import Layer, append_layers
+
+    theirs = Layer(
+        "application/vnd.dev.cosign.simplesigning.v1+json", b"payload", {"dev.cosignproject.cosign/signature": "theirs"}
+    )
+    ours = Layer(
+        "application/vnd.dev.cosign.simplesigning.v1+json", b"payload", {"dev.cosignproject.cosign/signature": "ours"}
+    )
+    once = append_layers([theirs], [ours])
+    assert once == [theirs, ours]
+    assert append_layers(once, [ours]) == [theirs, ours]
+    assert append_layers([], [ours]) == [ours]

@@ -138,3 +138,37 @@ def test_tampering_is_detected(
     )
     assert not report.ok
     assert any(problem in p for p in report.problems), report.problems
+
+
+def test_a_co_signature_by_another_key_does_not_spoil_ours(keys: tuple[object, object, bytes]) -> None:
+    """Like cosign: our signature plus someone else's verifies (the other is ignored, listed, and trusted for
+    nothing); an attestation by another key beside ours is ignored the same way."""
+    private, public, _ = keys
+    other = load_private_key(generate_key_pair(b"").private_pem, b"")
+    report = verify_image_evidence(
+        DIGEST,
+        REPO,
+        [signature_layer(other), signature_layer(private)],  # type: ignore[arg-type]
+        [attestation_layer(other, SLSA_PROVENANCE_V1), attestation_layer(private, SLSA_PROVENANCE_V1)],  # type: ignore[arg-type]
+        public,  # type: ignore[arg-type]
+        [SLSA_PROVENANCE_V1],
+    )
+    assert report.ok, report.problems
+    assert report.valid_signatures == 1
+    assert len(report.ignored) == 2
+
+
+def test_a_foreign_attestation_never_satisfies_a_required_predicate(keys: tuple[object, object, bytes]) -> None:
+    """Provenance signed by another key is not provenance: the required predicate is still missing."""
+    private, public, _ = keys
+    other = load_private_key(generate_key_pair(b"").private_pem, b"")
+    report = verify_image_evidence(
+        DIGEST,
+        REPO,
+        [signature_layer(private)],  # type: ignore[arg-type]
+        [attestation_layer(other, SLSA_PROVENANCE_V1)],  # type: ignore[arg-type]
+        public,  # type: ignore[arg-type]
+        [SLSA_PROVENANCE_V1],
+    )
+    assert not report.ok
+    assert any("required attestation" in p for p in report.problems)
