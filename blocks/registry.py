@@ -6,6 +6,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from medianest_delivery.release.registry import RegistryClient
+from medianest_delivery.release.trust import is_loopback_host
 
 
 class OciRegistry(Block):
@@ -17,7 +18,14 @@ class OciRegistry(Block):
     namespace: str = Field(default="medianest", description="repository prefix, e.g. the GHCR org")
     username: str | None = Field(default=None, description="registry user (None: anonymous)")
     password: SecretStr | None = Field(default=None, description="registry password or token")
-    insecure: bool = Field(default=True, description="plain HTTP (only for a loopback registry)")
+    insecure: bool | None = Field(
+        default=None, description="plain HTTP; default: only for a loopback registry (127.0.0.0/8, ::1, localhost)"
+    )
+
+    @property
+    def plain_http(self) -> bool:
+        """TLS everywhere except loopback, unless the block says otherwise."""
+        return is_loopback_host(self.host) if self.insecure is None else self.insecure
 
     def repository(self, component: str) -> str:
         return f"{self.namespace}/{component}" if self.namespace else component
@@ -30,7 +38,7 @@ class OciRegistry(Block):
             self.host,
             username=self.username,
             password=self.password.get_secret_value() if self.password else None,
-            insecure=self.insecure,
+            insecure=self.plain_http,
         )
 
     def docker_auth(self) -> dict[str, str] | None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from typing import cast
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from medianest_delivery.release.signing_keys import KeyPairPem, ensure_local_key_pair, load_private_key
+from medianest_delivery.release.trust import TrustedKey
 from medianest_delivery.settings import StackSettings
 
 
@@ -42,3 +45,34 @@ class SigningKey(Block):
             return KeyPairPem(private, public)
         key_dir = Path(self.key_dir) if self.key_dir else StackSettings().keys_dir
         return ensure_local_key_pair(key_dir, password)
+
+
+class TrustedKeyEntry(BaseModel):
+    """One public key a deploy accepts, and when (rotation: the old and the new key overlap for a while)."""
+
+    public_key_pem: str = Field(description="SubjectPublicKeyInfo PEM (cosign.pub)")
+    name: str = Field(default="", description="who or what holds the private key, for messages")
+    not_before: dt.datetime | None = Field(default=None, description="accepted from (UTC)")
+    not_after: dt.datetime | None = Field(default=None, description="accepted until (UTC), exclusive")
+
+
+class TrustedSigners(Block):
+    """The keys deploys trust, from configuration: a release manifest never names its own trust anchor.
+
+    Without a block, deploys trust the local stack's signing key (its cosign.pub) and nothing else.
+    """
+
+    _block_type_name = "MediaNest Trusted Signers"
+
+    keys: list[TrustedKeyEntry] = Field(default_factory=list, description="accepted keys with validity windows")
+
+    def get_client(self) -> list[TrustedKey]:
+        return [TrustedKey(k.public_key_pem, k.name, k.not_before, k.not_after) for k in self.keys]
+
+
+def trusted_signers_or_local(name: str | None) -> TrustedSigners:
+    """The named block, or the local stack's own signing key as the only trusted key."""
+    if name:
+        return cast(TrustedSigners, TrustedSigners.load(name))
+    local = SigningKey().get_client()
+    return TrustedSigners(keys=[TrustedKeyEntry(public_key_pem=local.public_pem.decode(), name="local stack key")])

@@ -40,7 +40,14 @@ from tasks.quality import gate_coverage, run_quality_command
 from tasks.release import collect_stage_timings, publish_release_manifest, resolve_source
 from tasks.sbom import file_digests, generate_sbom
 from tasks.scan import gate_security, scan_image, scan_source_sast, scan_source_trivy
-from tasks.signing import attach_sbom, fingerprint, load_public_key_pem, sign_image, verify_image
+from tasks.signing import (
+    attach_sbom,
+    fingerprint,
+    load_public_key_pem,
+    sign_image,
+    sign_release_manifest,
+    verify_image,
+)
 
 BUILDER_ID = "https://github.com/medianest/delivery/flows/build-and-publish@v1"
 
@@ -164,7 +171,7 @@ def build_and_publish(
         )
         digests[c.name] = push_image.submit(c.name, built, registry.image_name(c.name), tags, registry, docker_host)
         reference = image_reference.submit(registry.image_name(c.name), digests[c.name])
-        image_scans[c.name] = scan_image.submit(c.name, reference, trivy_cache, str(out_dir), registry.insecure)
+        image_scans[c.name] = scan_image.submit(c.name, reference, trivy_cache, str(out_dir), registry.plain_http)
         sboms[c.name] = generate_sbom.submit(c.name, reference, image_scans[c.name], str(out_dir / "sbom"))
     image_gate = gate_security.submit(
         "images",
@@ -267,6 +274,8 @@ def build_and_publish(
         stage_seconds=timings.seconds,
         cached_stages=timings.cached,
     )
+    if enforce_gates:  # the manifest itself is signed: deploys trust it only through a configured key
+        manifest = sign_release_manifest(manifest, signing_key)
     path = publish_release_manifest(manifest, str(Path(releases_dir or settings.releases_dir)))
     logger.info("release manifest written to %s", path)
     return manifest

@@ -9,6 +9,7 @@ any failure after production traffic moved: automatic rollback of every componen
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from prefect_docker import DockerHost
 from blocks.delivery import MetricsProvider, ReleaseHistoryDatabase
 from blocks.loading import load_or_default
 from blocks.registry import OciRegistry
+from blocks.signing import trusted_signers_or_local
 from flows.build_and_publish import build_and_publish
 from flows.strategies import (
     RolloutContext,
@@ -31,9 +33,10 @@ from flows.strategies import (
 )
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
 from medianest_delivery.charts import canary_chart_markdown
-from medianest_delivery.errors import DeliveryError, RolloutFailedError, VerificationError
+from medianest_delivery.errors import DeliveryError, RolloutFailedError
 from medianest_delivery.release.manifest import ReleaseManifest, resolve_release
 from medianest_delivery.release.refs import tag_from_version
+from medianest_delivery.release.trust import check_registry, verify_manifest
 from medianest_delivery.rollout.history import ReleaseEventKind
 from medianest_delivery.rollout.judge import CanaryThresholds
 from medianest_delivery.rollout.outcome import RolloutOutcome
@@ -65,18 +68,30 @@ class Approval(RunInput):
     comment: str = ""
 
 
-def verify_release(manifest: ReleaseManifest, registry_block: str | None) -> None:
-    """Refuse unsigned or tampered images before any container starts."""
-    base = load_or_default(OciRegistry, registry_block, OciRegistry(host=manifest.registry, namespace=""))
-    registry = OciRegistry(
-        host=manifest.registry, namespace="", username=base.username, password=base.password, insecure=base.insecure
+def verify_release(manifest: ReleaseManifest, registry_block: str | None, trusted_keys_block: str | None) -> None:
+    """Refuse anything a configured trusted key did not sign, before any container starts.
+
+    The registry and the keys come from configuration: the manifest must name the
+    configured registry, its own signature must verify with a trusted key valid
+    now, and every image is then verified (signature, attestations, immutable tag)
+    with that key. The key and registry written in the manifest are never trusted.
+    """
+    settings = StackSettings()
+    registry = load_or_default(OciRegistry, registry_block, OciRegistry(host=settings.registry_host))
+    check_registry(manifest, registry.host)
+    signer = verify_manifest(
+        manifest, trusted_signers_or_local(trusted_keys_block).get_client(), dt.datetime.now(dt.UTC)
     )
-    if not manifest.public_key_pem:
-        raise VerificationError(f"release {manifest.version} carries no public key to verify against")
+    get_run_logger().info("release %s signed by trusted key %s", manifest.version, signer.name or signer.key_id)
+    at_registry = registry.model_copy(update={"namespace": ""})
     version_tag = tag_from_version(manifest.version)  # immutable; the commit tag may move
     futures = [
         verify_image.submit(
-            image.repository.split("/", 1)[1], image.digest, [version_tag], manifest.public_key_pem, registry
+            image.repository.removeprefix(f"{registry.host}/"),
+            image.digest,
+            [version_tag],
+            signer.public_key_pem,
+            at_registry,
         )
         for image in manifest.images
     ]
@@ -96,6 +111,7 @@ def validate_in_staging(
     registry_block: str | None = None,
     docker_host_block: str | None = None,
     history_block: str | None = None,
+    trusted_keys_block: str | None = None,
 ) -> dict[str, Any]:
     """Stage 3: verify, migrations on a scratch copy, migrate, deploy 2 replicas, smoke, contract, performance.
 
@@ -103,7 +119,7 @@ def validate_in_staging(
     """
     settings = StackSettings()
     manifest = resolve_release(release_manifest)
-    verify_release(manifest, registry_block)
+    verify_release(manifest, registry_block, trusted_keys_block)
     docker_host = load_or_default(DockerHost, docker_host_block, DockerHost(base_url=settings.docker_host))
     history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
     config = load_app_config(app_config)
@@ -174,6 +190,7 @@ def deliver(
     docker_host_block: str | None = None,
     metrics_block: str | None = None,
     history_block: str | None = None,
+    trusted_keys_block: str | None = None,
     supersede: bool = False,
     environment_lock_timeout_seconds: float = 1800.0,
 ) -> dict[str, Any]:
@@ -226,9 +243,10 @@ def deliver(
             registry_block,
             docker_host_block,
             history_block,
+            trusted_keys_block,
         )
     else:
-        verify_release(manifest, registry_block)
+        verify_release(manifest, registry_block, trusted_keys_block)
 
     # 7. approval.
     if not auto_approve:

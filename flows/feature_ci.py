@@ -25,6 +25,7 @@ def feature_ci(
     registry_block: str | None = None,
     signing_key_block: str | None = None,
     docker_host_block: str | None = None,
+    trusted_keys_block: str | None = None,
 ) -> dict[str, Any]:
     """Quality gate, security scans and tests (build-and-publish), then a preview environment of the branch.
 
@@ -55,6 +56,7 @@ def feature_ci(
         app_config=app_config,
         registry_block=registry_block,
         docker_host_block=docker_host_block,
+        trusted_keys_block=trusted_keys_block,
     )
     plan = plan_for(environment, settings.routers_dir)
     urls = {c.name: plan.router_url(i) for i, c in enumerate(config.components)}

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from blocks.registry import OciRegistry
@@ -35,7 +36,7 @@ from medianest_delivery.release.cosign_format import (
     simple_signing_payload,
     slsa_provenance,
 )
-from medianest_delivery.release.manifest import SignatureRef
+from medianest_delivery.release.manifest import ReleaseManifest, SignatureRef
 from medianest_delivery.release.signing_keys import (
     KeyPairPem,
     key_id,
@@ -43,6 +44,7 @@ from medianest_delivery.release.signing_keys import (
     load_public_key,
     sign_bytes,
 )
+from medianest_delivery.release.trust import sign_manifest
 from medianest_delivery.release.verification import VerificationReport, verify_image_evidence
 from tasks.policies import CACHE_EXPIRATION, digest_key, retry_on
 
@@ -252,3 +254,11 @@ def verify_image(
         report.predicate_types,
     )
     return {"digest": digest, "signatures": report.valid_signatures, "predicate_types": report.predicate_types}
+
+
+@task(name="sign-release-manifest", task_run_name="sign: release manifest {manifest.version}", cache_policy=NO_CACHE)
+def sign_release_manifest(manifest: ReleaseManifest, signing_key: SigningKey) -> ReleaseManifest:
+    """The manifest signed over its canonical JSON: what deploys check against their trusted keys."""
+    pair = signing_key.get_client()
+    key = load_private_key(pair.private_pem, signing_key.password.get_secret_value().encode())
+    return sign_manifest(manifest, key, pair.public_pem.decode())

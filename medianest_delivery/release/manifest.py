@@ -73,6 +73,13 @@ def merge_scan_summaries(summaries: list[ScanSummary]) -> ScanSummary:
     )
 
 
+class ManifestSignature(_Model):
+    """ECDSA signature (base64) over the manifest's canonical JSON, by the key with this id (release/trust.py)."""
+
+    key_id: str
+    signature: str
+
+
 class ReleaseManifest(_Model):
     schema_: str = Field(default=MANIFEST_SCHEMA, alias="schema")
     app: str
@@ -91,6 +98,7 @@ class ReleaseManifest(_Model):
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     # Stages whose results all came from Prefect's cache (their seconds are the lookup).
     cached_stages: list[str] = Field(default_factory=list)
+    manifest_signature: ManifestSignature | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
