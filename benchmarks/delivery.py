@@ -56,7 +56,7 @@ def main() -> None:
     environment = f"preview-bench{suffix}"
     with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
         OciRegistry(host=settings.registry_host, namespace=f"bench-{suffix}").save(f"bench-{suffix}", overwrite=True)
-        SigningKey(key_dir=f"{tmp}/keys").save(f"bench-{suffix}", overwrite=True)
+        SigningKey().save(f"bench-{suffix}", overwrite=True)  # the local key: the one deploys trust by default
         manifests = {}
         for version in ("1.0.0", "1.1.0"):
             manifest = build_and_publish(

@@ -24,6 +24,8 @@ from flows.build_and_publish import build_and_publish
 from flows.deliver import deliver
 from medianest_delivery.errors import DeliveryError, RolloutFailedError, VerificationError
 from medianest_delivery.release.manifest import ReleaseManifest
+from medianest_delivery.release.signing_keys import generate_key_pair, load_private_key
+from medianest_delivery.release.trust import sign_manifest
 from medianest_delivery.rollout.history import ReleaseHistory
 from medianest_delivery.rollout.loadgen import LoadGenerator, LoadReport
 from medianest_delivery.rollout.migrations import drop_database
@@ -42,14 +44,18 @@ FAST = {"min_requests": 20}
 def releases(
     local_stack: StackSettings, prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
-    """Two signed releases (1.0.0 and 1.1.0) of the sample app, as manifest files."""
+    """Two signed releases (1.0.0 and 1.1.0) of the sample app, as manifest files.
+
+    Signed with the local stack's key, the one deploys trust by default (no TrustedSigners block), so
+    deliver runs in other processes against the stack's own server trust them too.
+    """
     from medianest_delivery.localstack.stack import stack_up
 
     stack_up(local_stack, {"prometheus"})
     tmp = tmp_path_factory.mktemp("deliver")
     suffix = uuid.uuid4().hex[:6]
     OciRegistry(host=local_stack.registry_host, namespace=f"dl-{suffix}").save(f"dl-{suffix}")
-    SigningKey(key_dir=str(tmp / "keys")).save(f"dl-{suffix}")
+    SigningKey().save(f"dl-{suffix}")
     paths = {}
     for version in ("1.0.0", "1.1.0"):
         manifest = build_and_publish(
@@ -236,6 +242,9 @@ def test_unsigned_image_is_refused_before_any_container_starts(
     client.images.get(local_stack.base_image).tag(unsigned_repo, "unsigned")
     pushed = [e for e in client.images.push(unsigned_repo, "unsigned", stream=True, decode=True) if "aux" in e]
     manifest.images[0].digest = pushed[-1]["aux"]["Digest"]
+    # A manifest the trusted key signed (say, a compromised build step) that points at an unsigned image.
+    pair = SigningKey().get_client()
+    manifest = sign_manifest(manifest, load_private_key(pair.private_pem, b""), pair.public_pem.decode())
     forged = tmp_path / "unsigned.json"
     forged.write_text(manifest.to_json())
     name = f"preview-it{uuid.uuid4().hex[:6]}"
@@ -243,6 +252,59 @@ def test_unsigned_image_is_refused_before_any_container_starts(
         run_deliver(forged, name)
     assert client.containers.list(all=True, filters={"label": f"dev.medianest.delivery.environment={name}"}) == []
     assert not (local_stack.routers_dir / name).exists()
+
+
+def test_manifest_naming_its_own_key_and_registry_is_refused_and_no_credentials_leave(
+    releases: dict[str, Path], local_stack: StackSettings, tmp_path: Path
+) -> None:
+    """Regression (issue 11.1): an attacker's key and registry written into a manifest passed verification, and the
+    configured registry's credentials were sent to that host. Now the manifest must be signed by a configured
+    trusted key and name the configured registry; the attacker's host (a recording server on loopback) gets nothing."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(f"{self.path} {self.headers.get('Authorization', '')}")
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+    evil = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    evil_host = f"127.0.0.1:{evil.server_address[1]}"
+    OciRegistry(host=local_stack.registry_host, username="ci", password="s3cret-registry-password").save(
+        "dl-creds", overwrite=True
+    )
+    attacker = generate_key_pair(b"")
+    attacker_key = load_private_key(attacker.private_pem, b"")
+    genuine = ReleaseManifest.model_validate(json.loads(releases["1.1.0"].read_text()))
+    try:
+        for name, forged_manifest in {
+            "own key": genuine.model_copy(update={"public_key_pem": attacker.public_pem.decode()}),
+            "own key and registry": genuine.model_copy(
+                update={
+                    "registry": evil_host,
+                    "public_key_pem": attacker.public_pem.decode(),
+                    "images": [
+                        i.model_copy(update={"repository": i.repository.replace(genuine.registry, evil_host)})
+                        for i in genuine.images
+                    ],
+                }
+            ),
+        }.items():
+            signed = sign_manifest(forged_manifest, attacker_key, attacker.public_pem.decode())
+            path = tmp_path / f"{name.replace(' ', '-')}.json"
+            path.write_text(signed.to_json())
+            with pytest.raises(VerificationError, match=r"does not verify with any trusted key|names registry"):
+                run_deliver(path, f"preview-it{uuid.uuid4().hex[:6]}", registry_block="dl-creds")
+    finally:
+        evil.shutdown()
+    assert seen == [], f"the attacker's registry was contacted: {seen}"
 
 
 def test_prometheus_lost_mid_analysis_never_promotes(
