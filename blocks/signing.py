@@ -9,6 +9,7 @@ from typing import cast
 from prefect.blocks.core import Block
 from pydantic import BaseModel, Field, SecretStr
 
+from medianest_delivery.errors import ConfigError
 from medianest_delivery.release.signing_keys import KeyPairPem, ensure_local_key_pair, load_private_key
 from medianest_delivery.release.trust import TrustedKey
 from medianest_delivery.settings import StackSettings
@@ -74,5 +75,7 @@ def trusted_signers_or_local(name: str | None) -> TrustedSigners:
     """The named block, or the local stack's own signing key as the only trusted key."""
     if name:
         return cast(TrustedSigners, TrustedSigners.load(name))
-    local = SigningKey().get_client()
-    return TrustedSigners(keys=[TrustedKeyEntry(public_key_pem=local.public_pem.decode(), name="local stack key")])
+    public = StackSettings().keys_dir / "cosign.pub"  # a deploy only reads: it never makes or re-seals keys
+    if not public.is_file():
+        raise ConfigError(f"no trusted signer: {public} does not exist; save a TrustedSigners block and pass its name")
+    return TrustedSigners(keys=[TrustedKeyEntry(public_key_pem=public.read_text(), name="local stack key")])

@@ -99,6 +99,10 @@ def verify_release(manifest: ReleaseManifest, registry_block: str | None, truste
         future.result()
 
 
+# How long staging validation waits for another release's validation to finish.
+STAGING_LOCK_TIMEOUT_SECONDS = 1800.0
+
+
 @flow(name="validate-in-staging", log_prints=True)
 def validate_in_staging(
     release_manifest: ReleaseManifest | str,
@@ -125,44 +129,50 @@ def validate_in_staging(
     config = load_app_config(app_config)
     order = release_order(config.components)
     images = {image.component: image.reference for image in manifest.images}
-    migrated = validate_migrations(app_config, staging_environment)
-    migrate_database(app_config, staging_environment)
-    reconcile_environment(staging_environment, app_config, docker_host)
-    staging = RolloutContext(
-        staging_environment,
-        app_config,
-        manifest.version,
-        2,
-        {},
-        CanaryThresholds(),
-        2.0,
-        health_deadline_seconds,
-        True,
-        docker_host,
-        MetricsProvider(url=settings.prometheus_url),
-        str(get_run_context().flow_run.id),  # type: ignore[union-attr]
-    )
-    for component in order:
-        if component.name in images:
-            deploy_directly(staging, component.name, images[component.name])
-    checks: dict[str, Any] = {"migrations_validated": migrated}
-    for component in order:
-        checks[f"smoke {component.name}"] = smoke_test(app_config, staging_environment, component.name)
-        checks[f"contract {component.name}"] = contract_test(
-            app_config, staging_environment, component.name, contract_examples
-        )
-    first = order[0]
-    if first.smoke:
-        checks["performance"] = performance_check(
-            app_config,
+    # One rollout per environment, staging included: a concurrent run's reconcile would undo this one's slots.
+    with exclusive(
+        f"rollout-{staging_environment}",
+        timeout_seconds=STAGING_LOCK_TIMEOUT_SECONDS,
+        busy=f"{staging_environment} is busy: another release is being validated there; retry later",
+    ):
+        migrated = validate_migrations(app_config, staging_environment)
+        migrate_database(app_config, staging_environment)
+        reconcile_environment(staging_environment, app_config, docker_host)
+        staging = RolloutContext(
             staging_environment,
-            first.name,
+            app_config,
             manifest.version,
-            next((p for p in first.smoke if p.startswith("/api")), first.smoke[-1]),
-            performance_requests,
-            performance_rate,
-            history,
+            2,
+            {},
+            CanaryThresholds(),
+            2.0,
+            health_deadline_seconds,
+            True,
+            docker_host,
+            MetricsProvider(url=settings.prometheus_url),
+            str(get_run_context().flow_run.id),  # type: ignore[union-attr]
         )
+        for component in order:
+            if component.name in images:
+                deploy_directly(staging, component.name, images[component.name])
+        checks: dict[str, Any] = {"migrations_validated": migrated}
+        for component in order:
+            checks[f"smoke {component.name}"] = smoke_test(app_config, staging_environment, component.name)
+            checks[f"contract {component.name}"] = contract_test(
+                app_config, staging_environment, component.name, contract_examples
+            )
+        first = order[0]
+        if first.smoke:
+            checks["performance"] = performance_check(
+                app_config,
+                staging_environment,
+                first.name,
+                manifest.version,
+                next((p for p in first.smoke if p.startswith("/api")), first.smoke[-1]),
+                performance_requests,
+                performance_rate,
+                history,
+            )
     return checks
 
 

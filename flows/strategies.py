@@ -21,6 +21,7 @@ from medianest_delivery.rollout.canary_loop import LoopVerdict, analyse_until_de
 from medianest_delivery.rollout.judge import Action, CanaryThresholds
 from medianest_delivery.rollout.outcome import ComponentOutcome, RolloutOutcome
 from tasks.rollout import (
+    accept_verdicts,
     assess_canary,
     controller,
     decommission,
@@ -229,6 +230,7 @@ def roll_out(
         if failure is not None:
             _roll_back_moved(ctx, outcomes, failure)
             return RolloutResult(outcomes, failure)
+        accept_verdicts(ctx.environment, ctx.app_config, [o.component for o in outcomes], ctx.docker_host)
         judged = True
         for outcome in outcomes:
             decommission(ctx.environment, ctx.app_config, outcome.component, ctx.docker_host)

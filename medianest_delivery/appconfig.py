@@ -24,7 +24,7 @@ COMPONENT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
 # Paths end up in haproxy.cfg (`option httpchk GET <path>`) and in URLs: no spaces, no control characters.
-URL_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
+URL_PATH = re.compile(r"^/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*$")  # no quote: HAProxy reads it as one
 
 
 def require_url_path(value: str) -> str:

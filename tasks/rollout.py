@@ -108,6 +108,12 @@ def rollback(environment: str, app_config: str, component: str, promoted: bool, 
         env.abort_candidate(component)
 
 
+@task(name="accept-verdicts", task_run_name="verdict: {environment} accepts {components}")
+def accept_verdicts(environment: str, app_config: str, components: list[str], docker_host: DockerHost) -> None:
+    """Every verdict passed: the promoted releases become the judged ones (the rollback target from now on)."""
+    controller(environment, app_config, docker_host).accept_verdicts(components)
+
+
 @task(name="decommission", task_run_name="decommission: {environment}/{component} previous slot")
 def decommission(environment: str, app_config: str, component: str, docker_host: DockerHost) -> None:
     controller(environment, app_config, docker_host).decommission(component)

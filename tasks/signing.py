@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -87,22 +88,13 @@ def attach_sbom(
 def _sign_with_cosign(
     cosign: str, reference: str, pair: KeyPairPem, password: str, predicates: dict[str, Path]
 ) -> None:
-    """Sign and attest with a cosign binary; our PKCS#8 key is imported into cosign's own key format first."""
-    from cryptography.hazmat.primitives import serialization
-
-    key = load_private_key(pair.private_pem, password.encode())
+    """Sign and attest with a cosign binary, from the key as stored (already cosign's encrypted format)."""
     with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / "key.pem"
-        plain.touch(mode=0o600)
-        plain.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
+        key_path = str(Path(tmp) / "cosign.key")
+        descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as key_file:
+            key_file.write(pair.private_pem)
         env = {"COSIGN_PASSWORD": password}
-        prefix = Path(tmp) / "import"
-        run_command([cosign, "import-key-pair", "--key", str(plain), "--output-key-prefix", str(prefix)], env=env)
-        key_path = f"{prefix}.key"
         run_command([cosign, "sign", "--yes", "--tlog-upload=false", "--key", key_path, reference], env=env)
         for predicate_type, path in predicates.items():
             kind = "slsaprovenance1" if predicate_type == SLSA_PROVENANCE_V1 else "cyclonedx"

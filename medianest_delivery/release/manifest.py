@@ -7,6 +7,7 @@ extend it with new optional fields, never repurpose old ones.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -144,9 +145,9 @@ class ReleaseStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = manifest.to_json()
         for target in (path, self.latest_path(manifest.app)):
-            partial = target.with_suffix(".partial")
-            partial.write_text(text)
-            partial.replace(target)  # readers never see half a manifest
+            with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".partial", delete=False) as partial:
+                partial.write(text)
+            Path(partial.name).replace(target)  # readers never see half a manifest, concurrent writers never collide
         return path
 
     def load(self, path: str | Path) -> ReleaseManifest:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from medianest_delivery.errors import VerificationError
+from medianest_delivery.errors import ConfigError, VerificationError
 from medianest_delivery.release.manifest import ManifestSignature, ReleaseManifest
 from medianest_delivery.release.signing_keys import key_id, load_public_key, sign_bytes, verify_bytes
 
@@ -37,14 +37,25 @@ class TrustedKey:
         return key_id(self.public_key_pem.encode())
 
     def valid_at(self, moment: dt.datetime) -> bool:
-        return (self.not_before is None or self.not_before <= moment) and (
-            self.not_after is None or moment < self.not_after
-        )
+        """Within the window; a window given without a timezone is UTC."""
+        now = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+        not_before, not_after = _utc(self.not_before), _utc(self.not_after)
+        return (not_before is None or not_before <= now) and (not_after is None or now < not_after)
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=dt.UTC)
 
 
 def manifest_payload(manifest: ReleaseManifest) -> bytes:
-    """The bytes a manifest signature covers: canonical JSON of every field except the signature itself."""
-    data = manifest.model_dump(mode="json", by_alias=True, exclude={"manifest_signature"})
+    """The bytes a manifest signature covers: canonical JSON of every field except the signature itself.
+
+    Fields at their default are left out, so adding an optional field later does not change (and break) the
+    payload of manifests signed before it existed.
+    """
+    data = manifest.model_dump(mode="json", by_alias=True, exclude={"manifest_signature"}, exclude_defaults=True)
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -78,14 +89,21 @@ def verify_manifest(manifest: ReleaseManifest, trusted: list[TrustedKey], moment
     except ValueError as exc:
         raise VerificationError(f"release {manifest.version}: manifest signature is not base64") from exc
     payload = manifest_payload(manifest)
+    unreadable: list[str] = []
     for key in valid:
-        if verify_bytes(load_public_key(key.public_key_pem.encode()), payload, signature):
+        try:
+            public = load_public_key(key.public_key_pem.encode())
+        except ConfigError:
+            unreadable.append(key.name or "unnamed")
+            continue
+        if verify_bytes(public, payload, signature):
             return key
     expired = [k.name or k.key_id for k in trusted if not k.valid_at(moment)]
     raise VerificationError(
         f"release {manifest.version}: manifest signature (key {manifest.manifest_signature.key_id}) does not verify "
         f"with any trusted key valid now ({', '.join(k.name or k.key_id for k in valid)})"
         + (f"; outside their window: {', '.join(expired)}" if expired else "")
+        + (f"; not a PEM public key: {', '.join(unreadable)}" if unreadable else "")
         + " — the manifest was edited, or signed by a key that is not trusted"
     )
 

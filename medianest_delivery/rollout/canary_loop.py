@@ -39,7 +39,12 @@ def analyse_until_decided(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> LoopVerdict:
-    """Assess after every interval until pass, fail or a limit; `max_seconds` ends a window that saw nothing wrong.
+    """Assess after every interval until pass, fail or a limit.
+
+    With `max_seconds` (a monitoring window) a pass does not end the loop: the
+    window runs to its end and any failure in it decides; it ends with
+    NEXT_STEP only when nothing went wrong, and `passed` says how many analyses
+    gave evidence.
 
     Worked example, thresholds with max_consecutive_errors=3: phases
     INCONCLUSIVE, ERROR, ERROR, PASSED give NEXT_STEP after 4 analyses (errors
@@ -56,6 +61,8 @@ def analyse_until_decided(
         errors_in_a_row = errors_in_a_row + 1 if result.phase is Phase.ERROR else 0
         waits = waits + 1 if result.phase is Phase.INCONCLUSIVE else waits
         action = decide_action(result.phase, errors_in_a_row, waits, thresholds, not backward_compatible)
+        if action is Action.NEXT_STEP and deadline is not None:
+            action = Action.WAIT  # a window is judged to its end, not to its first pass
         if action is not Action.WAIT:
             reasons = result.reasons or [f"{result.phase.value} after {analysis} analyses"]
             return LoopVerdict(action, reasons, analysis, passed)

@@ -180,6 +180,14 @@ class EnvironmentController:
         self.write_app_targets()
         return old
 
+    def accept_verdicts(self, components: list[str]) -> None:
+        """The rollout's verdict passed: its promoted releases are the judged ones now (one state write for all,
+        so a fault while decommissioning can never send a component that passed back to the previous release)."""
+        state = self.state()
+        for component in components:
+            state.backends[component].verdict_pending = False
+        self.router.save_state(state)
+
     def decommission(self, component: str) -> None:
         """Remove the previous stable slot once the rollout's verdict passed: the new release is now the judged one."""
         state = self.state()

@@ -115,7 +115,7 @@ def run_deliver(manifest: Path, environment: str, **kwargs: Any) -> dict[str, An
         "staging_environment": None,
         "auto_approve": True,
         "thresholds": FAST,
-        "monitoring_seconds": 4,
+        "monitoring_seconds": 8,  # room for a few analyses: a window needs evidence
         "canary_steps": [50, 100],
     }
     return deliver(**{**params, **kwargs})
@@ -348,7 +348,7 @@ def deliver_in_subprocess(
         "environment": environment,
         "staging_environment": None,
         "auto_approve": True,
-        "monitoring_seconds": 4,
+        "monitoring_seconds": 8,  # room for a few analyses: a window needs evidence
         **kwargs,
     }
     script = out.with_suffix(".py")
@@ -538,7 +538,7 @@ def test_prefect_ui_shows_the_latest_deliver_run_its_tasks_and_canary_chart(
         "import json, sys\n"
         "from flows.deliver import deliver\n"
         "summary = deliver(release_manifest=sys.argv[1], environment=sys.argv[2], staging_environment=None,"
-        " auto_approve=True, thresholds=json.loads(sys.argv[3]), monitoring_seconds=4, canary_steps=[20, 100])\n"
+        " auto_approve=True, thresholds=json.loads(sys.argv[3]), monitoring_seconds=8, canary_steps=[20, 100])\n"
         "print('SUMMARY' + json.dumps({'outcome': summary['outcome'], 'flow_run_id': summary['flow_run_id']}))\n"
     )
     backend, frontend = loads(environment, rate=40, seconds=120)

@@ -235,3 +235,42 @@ def test_a_zero_window_is_an_explicit_opt_out(fakes: Fakes) -> None:
     fakes.prometheus.slots = {}
     result = in_a_flow(lambda: roll_out(fakes.ctx, ["backend"], {"backend": IMAGE_V2}, "blue-green", STEPS, 0.0))
     assert result.failure is None
+
+
+def test_fault_decommissioning_one_component_keeps_every_component_that_passed(
+    fakes: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (review): with two components, a fault removing the first one's old slot left the second one
+    `verdict_pending`, and recovery sent it back to the previous release while the rollout was reported promoted.
+    Now every verdict is recorded before any slot is removed."""
+    from flows.strategies import RolloutContext, deploy_directly
+
+    frontend_v1 = "127.0.0.1:5000/fake/frontend@sha256:" + "3" * 64
+    frontend_v2 = "127.0.0.1:5000/fake/frontend@sha256:" + "4" * 64
+    in_a_flow(
+        lambda: deploy_directly(RolloutContext(**{**vars(fakes.ctx), "version": "1.0.0"}), "frontend", frontend_v1)
+    )
+    healthy(fakes)
+    env = controller(fakes.ctx.environment, fakes.ctx.app_config, fakes.ctx.docker_host)
+    old_backend = env.stable_slot("backend")
+    original = fakes.runtime.remove
+
+    def remove(environment: str, component: str | None = None, slot: str | None = None) -> list[str]:
+        if component == "backend" and slot == old_backend:
+            raise Boom("docker: container busy")
+        return original(environment, component, slot)
+
+    monkeypatch.setattr(fakes.runtime, "remove", remove)
+    result = in_a_flow(
+        lambda: roll_out(
+            fakes.ctx, ["backend", "frontend"], {"backend": IMAGE_V2, "frontend": frontend_v2}, "canary", STEPS, 1.0
+        )
+    )
+    monkeypatch.setattr(fakes.runtime, "remove", original)
+    assert result.failure is None
+    assert result.fault.startswith("Boom")
+    state = controller(fakes.ctx.environment, fakes.ctx.app_config, fakes.ctx.docker_host).state()
+    for component in ("backend", "frontend"):
+        backend = state.backends[component]
+        assert not backend.verdict_pending, component
+        assert backend.slot_releases[backend.stable_slot]["version"] == "2.0.0", component

@@ -134,3 +134,22 @@ def test_registry_comes_from_configuration() -> None:
 def test_plain_http_only_for_loopback(host: str, loopback: bool) -> None:
     """TLS is the default for every registry that is not on this machine."""
     assert is_loopback_host(host) is loopback
+
+
+def test_a_window_without_timezone_is_utc_not_a_crash() -> None:
+    """A block's not_after typed without a timezone is read as UTC (it used to raise TypeError on every deploy)."""
+    signed = sign_manifest(manifest(), OURS, OURS_PUB)  # type: ignore[arg-type]
+    naive_future = (NOW + HOUR).replace(tzinfo=None)
+    assert verify_manifest(signed, [TrustedKey(OURS_PUB, "k", not_after=naive_future)], NOW).name == "k"
+    with pytest.raises(VerificationError, match="none of the 1 trusted keys is valid"):
+        verify_manifest(signed, [TrustedKey(OURS_PUB, "k", not_after=(NOW - HOUR).replace(tzinfo=None))], NOW)
+
+
+def test_a_malformed_trusted_key_does_not_hide_a_good_one() -> None:
+    """One broken PEM among the trusted keys is reported, and the next key is still tried."""
+    signed = sign_manifest(manifest(), OURS, OURS_PUB)  # type: ignore[arg-type]
+    assert (
+        verify_manifest(signed, [TrustedKey("not a pem", "broken"), TrustedKey(OURS_PUB, "good")], NOW).name == "good"
+    )
+    with pytest.raises(VerificationError, match="not a PEM public key: broken"):
+        verify_manifest(signed, [TrustedKey("not a pem", "broken")], NOW)

@@ -81,3 +81,36 @@ def test_a_window_that_sees_nothing_wrong_ends_at_its_deadline() -> None:
     )
     assert verdict.action is Action.NEXT_STEP
     assert verdict.analyses == 3  # at 2, 4 and 6 s; the window closed at 5 s
+
+
+def test_a_window_is_judged_to_its_end_not_to_its_first_pass() -> None:
+    """Regression (review): a monitoring window stopped at its first passing analysis, so a release that went bad
+    later in the window was never judged. Now a failure anywhere in the window decides."""
+    script = Script([P, P, F, P, P, P])
+    verdict = analyse_until_decided(
+        script,
+        CanaryThresholds(),
+        backward_compatible=True,
+        interval_seconds=2.0,
+        max_seconds=11.0,
+        sleep=script.sleep,
+        clock=script.clock,
+    )
+    assert verdict.action is Action.ROLLBACK
+    assert verdict.analyses == 3
+    assert verdict.passed == 2
+
+
+def test_a_healthy_window_counts_its_evidence() -> None:
+    """A window with nothing wrong ends at its deadline and reports how many analyses passed."""
+    script = Script([P] * 9)
+    verdict = analyse_until_decided(
+        script,
+        CanaryThresholds(),
+        backward_compatible=True,
+        interval_seconds=2.0,
+        max_seconds=7.0,
+        sleep=script.sleep,
+        clock=script.clock,
+    )
+    assert (verdict.action, verdict.analyses, verdict.passed) == (Action.NEXT_STEP, 4, 4)

@@ -1,9 +1,9 @@
 """The cosign-binary signing path, against a FAKE cosign (no cosign binary can be installed here).
 
 The stand-in records its argument lists; the test checks what would be asked of
-a real cosign: import our key into cosign's format, sign by digest without
-Rekor, attest SLSA provenance and the CycloneDX SBOM. It says nothing about
-cosign's own behaviour.
+a real cosign: sign by digest with our key as stored (already cosign's encrypted
+format: nothing is written unencrypted), without Rekor, then attest SLSA
+provenance and the CycloneDX SBOM. It says nothing about cosign's own behaviour.
 """
 
 from __future__ import annotations
@@ -23,17 +23,14 @@ import json, os, sys
 log = os.environ["FAKE_COSIGN_LOG"]
 with open(log, "a") as out:
     out.write(json.dumps({"argv": sys.argv[1:], "password": os.environ.get("COSIGN_PASSWORD")}) + "\\n")
-if sys.argv[1] == "import-key-pair":
-    prefix = sys.argv[sys.argv.index("--output-key-prefix") + 1]
-    key = open(sys.argv[sys.argv.index("--key") + 1]).read()
-    assert "BEGIN PRIVATE KEY" in key, "expects an unencrypted PKCS#8 key to import"
-    open(prefix + ".key", "w").write("imported")
-    open(prefix + ".pub", "w").write("pub")
+key = open(sys.argv[sys.argv.index("--key") + 1]).read()
+assert key.startswith("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"), "expects cosign's encrypted key"
 """
 
 
 def test_cosign_path_with_fake_cosign_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Cosign is asked to import the key, sign the digest without Rekor, then attest provenance and SBOM, each with the password."""
+    """Cosign signs the digest with the stored encrypted key, without Rekor, then attests provenance and SBOM, each with
+    the password."""
     fake = tmp_path / "cosign"
     fake.write_text(FAKE_COSIGN)
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
@@ -43,10 +40,10 @@ def test_cosign_path_with_fake_cosign_stand_in(tmp_path: Path, monkeypatch: pyte
     reference = "127.0.0.1:5000/medianest/backend@sha256:" + "a" * 64
     _sign_with_cosign(str(fake), reference, generate_key_pair(b"pw"), "pw", predicates)
     calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [c["argv"][0] for c in calls] == ["import-key-pair", "sign", "attest", "attest"]
+    assert [c["argv"][0] for c in calls] == ["sign", "attest", "attest"]
     assert all(c["password"] == "pw" for c in calls)
-    sign = calls[1]["argv"]
+    sign = calls[0]["argv"]
     assert sign[-1] == reference
     assert "--tlog-upload=false" in sign
-    assert sign[sign.index("--key") + 1].endswith("import.key")
-    assert [c["argv"][c["argv"].index("--type") + 1] for c in calls[2:]] == ["slsaprovenance1", "cyclonedx"]
+    assert sign[sign.index("--key") + 1].endswith("cosign.key")
+    assert [c["argv"][c["argv"].index("--type") + 1] for c in calls[1:]] == ["slsaprovenance1", "cyclonedx"]
