@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-import tasks.rollout
 from blocks.delivery import MetricsProvider
-from flows.strategies import RolloutContext, rollout_canary
+from flows.strategies import RolloutContext, deploy_candidate, rollout_canary
 from medianest_delivery.rollout.outcome import RolloutOutcome
 from tasks.rollout import controller, reconcile_environment, rollback, set_traffic
 from tests.fakes import SlotTraffic
@@ -75,18 +74,7 @@ def test_reconcile_takes_out_a_candidate_left_with_traffic(fakes: Fakes) -> None
     stable = env.stable_slot("backend")
     in_a_flow(
         lambda: (
-            tasks.rollout.deploy_slot(
-                fakes.ctx.environment,
-                fakes.ctx.app_config,
-                "backend",
-                env.candidate_slot("backend"),
-                IMAGE_V2,
-                "2.0.0",
-                2,
-                {},
-                10,
-                fakes.ctx.docker_host,
-            ),
+            deploy_candidate(fakes.ctx, "backend", IMAGE_V2),
             set_traffic(fakes.ctx.environment, fakes.ctx.app_config, "backend", 30, 2, fakes.ctx.docker_host),
         )
     )

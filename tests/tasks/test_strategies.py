@@ -17,7 +17,7 @@ import pytest
 
 import tasks.rollout
 from blocks.delivery import MetricsProvider
-from flows.strategies import RolloutResult, roll_out
+from flows.strategies import RolloutResult, deploy_candidate, roll_out
 from medianest_delivery.errors import StackError
 from medianest_delivery.rollout.outcome import RolloutOutcome
 from tasks.rollout import controller, promote, reconcile_environment
@@ -156,22 +156,9 @@ def test_run_that_died_after_promote_is_reconciled_to_the_judged_release(fakes: 
     """Regression (issue 11.5): a run killed after `promote` left the unjudged release at 100%; reconcile removed the
     old, judged slot as if it were an interrupted candidate. Now it switches back to the judged one."""
     old = judged_slot(fakes)
-    env = controller(fakes.ctx.environment, fakes.ctx.app_config, fakes.ctx.docker_host)
-    candidate = env.candidate_slot("backend")
     in_a_flow(
         lambda: (
-            tasks.rollout.deploy_slot(
-                fakes.ctx.environment,
-                fakes.ctx.app_config,
-                "backend",
-                candidate,
-                IMAGE_V2,
-                "2.0.0",
-                2,
-                {},
-                10,
-                fakes.ctx.docker_host,
-            ),
+            deploy_candidate(fakes.ctx, "backend", IMAGE_V2),
             promote(fakes.ctx.environment, fakes.ctx.app_config, "backend", fakes.ctx.docker_host),
         )
     )  # ... and the run dies here, before its monitoring window decides
