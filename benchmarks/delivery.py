@@ -67,7 +67,6 @@ def main() -> None:
             "environment": environment,
             "staging_environment": None,
             "auto_approve": True,
-            "monitoring_seconds": 4,
         }
         env = EnvironmentController(
             environment,
