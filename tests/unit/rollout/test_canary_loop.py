@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medianest_delivery.rollout.analysis import ChartPoint, StepAssessment
-from medianest_delivery.rollout.canary_loop import analyse_until_decided
+from medianest_delivery.rollout.canary_loop import LoopVerdict, analyse_until_decided
 from medianest_delivery.rollout.judge import Action, CanaryThresholds, Phase
 
 P, F, W, E = Phase.PASSED, Phase.FAILED, Phase.INCONCLUSIVE, Phase.ERROR  # W: wait (inconclusive)
@@ -29,6 +29,18 @@ class Script:
     def clock(self) -> float:
         return self.now
 
+    def run(self, backward_compatible: bool = True, interval: float = 2.0, window: float | None = None) -> LoopVerdict:
+        """The loop driven by this script, on its virtual clock."""
+        return analyse_until_decided(
+            self,
+            CanaryThresholds(),
+            backward_compatible=backward_compatible,
+            interval_seconds=interval,
+            max_seconds=window,
+            sleep=self.sleep,
+            clock=self.clock,
+        )
+
 
 @pytest.mark.parametrize(
     ("name", "phases", "backward_compatible", "action", "analyses"),
@@ -46,14 +58,7 @@ class Script:
 def test_loop_decides(name: str, phases: list[Phase], backward_compatible: bool, action: Action, analyses: int) -> None:
     """Each scripted sequence of phases ends in the judge's action after the expected number of analyses."""
     script = Script(phases)
-    verdict = analyse_until_decided(
-        script,
-        CanaryThresholds(),
-        backward_compatible=backward_compatible,
-        interval_seconds=2.0,
-        sleep=script.sleep,
-        clock=script.clock,
-    )
+    verdict = script.run(backward_compatible=backward_compatible)
     assert (verdict.action, verdict.analyses) == (action, analyses), name
     assert script.now == 2.0 * analyses  # one interval before every analysis
 
@@ -61,24 +66,14 @@ def test_loop_decides(name: str, phases: list[Phase], backward_compatible: bool,
 def test_failure_reasons_come_from_the_deciding_analysis() -> None:
     """The verdict carries the reasons of the analysis that decided, for the history and the artifact."""
     script = Script([W, F])
-    verdict = analyse_until_decided(
-        script, CanaryThresholds(), backward_compatible=True, interval_seconds=1, sleep=script.sleep, clock=script.clock
-    )
+    verdict = script.run(interval=1)
     assert verdict.reasons == ["scripted failed #2"]
 
 
 def test_a_window_that_sees_nothing_wrong_ends_at_its_deadline() -> None:
     """Monitoring windows (max_seconds) end with NEXT_STEP once time is up, even while still inconclusive."""
     script = Script([W] * 9)
-    verdict = analyse_until_decided(
-        script,
-        CanaryThresholds(),
-        backward_compatible=True,
-        interval_seconds=2.0,
-        max_seconds=5.0,
-        sleep=script.sleep,
-        clock=script.clock,
-    )
+    verdict = script.run(window=5.0)
     assert verdict.action is Action.NEXT_STEP
     assert verdict.analyses == 3  # at 2, 4 and 6 s; the window closed at 5 s
 
@@ -87,15 +82,7 @@ def test_a_window_is_judged_to_its_end_not_to_its_first_pass() -> None:
     """Regression (review): a monitoring window stopped at its first passing analysis, so a release that went bad
     later in the window was never judged. Now a failure anywhere in the window decides."""
     script = Script([P, P, F, P, P, P])
-    verdict = analyse_until_decided(
-        script,
-        CanaryThresholds(),
-        backward_compatible=True,
-        interval_seconds=2.0,
-        max_seconds=11.0,
-        sleep=script.sleep,
-        clock=script.clock,
-    )
+    verdict = script.run(window=11.0)
     assert verdict.action is Action.ROLLBACK
     assert verdict.analyses == 3
     assert verdict.passed == 2
@@ -104,13 +91,5 @@ def test_a_window_is_judged_to_its_end_not_to_its_first_pass() -> None:
 def test_a_healthy_window_counts_its_evidence() -> None:
     """A window with nothing wrong ends at its deadline and reports how many analyses passed."""
     script = Script([P] * 9)
-    verdict = analyse_until_decided(
-        script,
-        CanaryThresholds(),
-        backward_compatible=True,
-        interval_seconds=2.0,
-        max_seconds=7.0,
-        sleep=script.sleep,
-        clock=script.clock,
-    )
+    verdict = script.run(window=7.0)
     assert (verdict.action, verdict.analyses, verdict.passed) == (Action.NEXT_STEP, 4, 4)
