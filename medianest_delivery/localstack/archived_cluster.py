@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from medianest_delivery.localstack.component import ComponentStatus
 from medianest_delivery.settings import StackSettings
+
+
+@contextlib.contextmanager
+def stack_prefect_settings(settings: StackSettings) -> Iterator[None]:
+    """Prefect clients made inside talk to the stack's server, whatever the process's profile says."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
+        yield
 
 
 class ArchivedCluster:
@@ -90,8 +101,11 @@ class ArchivedCluster:
         from medianest_delivery.backup.physical import archiving_settings, write_archiver_config
         from medianest_delivery.backup.repospec import RepositorySpec
 
-        os.environ.setdefault("PREFECT_API_URL", self.settings.prefect_api_url)
-        key = ensure_backup_key(self.settings)
+        # The key lives in the stack's Prefect server. Setting PREFECT_API_URL in
+        # os.environ here would come too late (Prefect reads its settings once) and
+        # send the key to an ephemeral server instead: settings are set in context.
+        with stack_prefect_settings(self.settings):
+            key = ensure_backup_key(self.settings)
         spec = RepositorySpec(kind="directory", path=str(self.settings.backups_dir))
         config = write_archiver_config(self.base / "archiver", self.stanza, spec, key)
         return archiving_settings(config, tools_dir=self.settings.tools_dir)

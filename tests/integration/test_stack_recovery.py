@@ -238,3 +238,38 @@ def test_process_started_from_another_checkout_is_restarted(local_stack: StackSe
         assert json.loads(emulator.origin_file.read_text()) == project_origin()
     finally:
         emulator.stop()
+
+
+def test_stack_up_without_a_prefect_profile_keeps_the_key_in_the_stacks_server(
+    cluster_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`stack up` from a shell with no PREFECT_API_URL and an empty Prefect home (a fresh machine) reads the
+    backup key from the stack's own Prefect server.
+
+    Regression: the archived cluster set PREFECT_API_URL in os.environ after Prefect had read its settings, so
+    the key went to a temporary server (which timed out on a slow first start, failing `make stack-up`).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({k: v for k, v in cluster_env.items() if k != "PREFECT_API_URL"})
+    env.update({"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from medianest_delivery.localstack.archived_cluster import ArchivedCluster\n"
+            "from medianest_delivery.settings import StackSettings\n"
+            "ArchivedCluster(StackSettings()).start()\n",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert child.returncode == 0, child.stdout + child.stderr
+    assert "temporary server" not in child.stdout + child.stderr
+    from blocks.backup import load_backup_key  # the stack's server, through this process's settings
+
+    settings = StackSettings()
+    assert load_backup_key().encoded() == settings.backup_key_file.read_text()
+    assert_archiving_works(settings)
