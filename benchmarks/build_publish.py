@@ -89,14 +89,14 @@ def run_sequential(app_config: str, namespace: str, work: Path) -> dict[str, Any
 
     from blocks.registry import OciRegistry
     from blocks.signing import SigningKey
-    from flows.build_and_publish import BUILDER_ID
     from medianest_delivery.appconfig import load_app_config
+    from medianest_delivery.release.policy import BUILDER_ID
     from medianest_delivery.release.source import describe_source, tree_digest
     from medianest_delivery.settings import StackSettings
     from tasks.build import build_image, inspect_base_image, oci_labels, push_image
     from tasks.quality import gate_coverage, run_quality_command
     from tasks.sbom import file_digests, generate_sbom
-    from tasks.scan import gate_security, scan_image, scan_source_sast, scan_source_trivy
+    from tasks.scan import gate_security, record_image_scan, scan_image, scan_source_sast, scan_source_trivy
     from tasks.signing import attach_sbom, fingerprint, load_public_key_pem, sign_image, verify_image
 
     settings = StackSettings()
@@ -175,6 +175,9 @@ def run_sequential(app_config: str, namespace: str, work: Path) -> dict[str, Any
                 "started_on": now,
                 "finished_on": now,
             }
+            scan_predicate = record_image_scan.fn(
+                component.name, scan, config.security.fail_on, config.security.forbidden_licenses, None, []
+            )
             sign_image.fn(
                 component.name,
                 registry.repository(component.name),
@@ -182,6 +185,7 @@ def run_sequential(app_config: str, namespace: str, work: Path) -> dict[str, Any
                 provenance,
                 sboms,
                 file_digests(sboms),
+                scan_predicate,
                 fingerprint(public_key),
                 registry,
                 signing_key,

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from prefect.context import get_run_context
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_docker import DockerHost
 
 from blocks.loading import load_or_default
+from blocks.policy import release_policy_for
 from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, AppConfig, load_app_config
@@ -32,14 +34,16 @@ from medianest_delivery.release.manifest import (
     SignatureRef,
     merge_scan_summaries,
 )
+from medianest_delivery.release.policy import BUILDER_ID
 from medianest_delivery.release.refs import parse_image_reference, require_tag, tag_from_version
 from medianest_delivery.release.source import SourceInfo, tree_digest
+from medianest_delivery.renderers import release_waivers_markdown
 from medianest_delivery.settings import StackSettings
 from tasks.build import build_image, image_reference, inspect_base_image, oci_labels, push_image
 from tasks.quality import gate_coverage, run_quality_command
 from tasks.release import collect_stage_timings, publish_release_manifest, resolve_source
 from tasks.sbom import file_digests, generate_sbom
-from tasks.scan import gate_security, scan_image, scan_source_sast, scan_source_trivy
+from tasks.scan import gate_security, record_image_scan, scan_image, scan_source_sast, scan_source_trivy
 from tasks.signing import (
     attach_sbom,
     fingerprint,
@@ -48,8 +52,6 @@ from tasks.signing import (
     sign_release_manifest,
     verify_image,
 )
-
-BUILDER_ID = "https://github.com/medianest/delivery/flows/build-and-publish@v1"
 
 
 def _load_blocks(
@@ -99,11 +101,14 @@ def build_and_publish(
     docker_host_block: str | None = None,
     releases_dir: str | None = None,
     enforce_gates: bool = True,
+    release_policy_block: str | None = None,
 ) -> ReleaseManifest:
     """Quality gate, security scans, concurrent builds, push by digest, SBOMs, signing, verification.
 
     With ``enforce_gates=False`` findings are reported but do not stop the run, and
     nothing is signed: such a release is for inspection and can never be deployed.
+    Each image's scan is attested; the release policy's waivers for a scan that
+    could not run are recorded in that attestation and in the manifest.
 
     Returns the release manifest that `deliver` takes as input.
     """
@@ -117,6 +122,8 @@ def build_and_publish(
     trivy_cache = str(settings.trivy_cache_dir)
     ignore_file = str(config.path(config.security.ignore_file)) if config.security.ignore_file else None
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    policy = release_policy_for(config, release_policy_block)  # a malformed policy fails before any work
+    waivers = [w.describe() for w in policy.waivers if w.expires >= dt.datetime.now(dt.UTC).date()]
 
     source = resolve_source(str(config.root), git_ref)
     sha_tag = require_tag(
@@ -150,6 +157,7 @@ def build_and_publish(
     base_image_id = inspect_base_image.submit(docker_host, settings.base_image)
     digests: dict[str, PrefectFuture[str]] = {}
     image_scans: dict[str, PrefectFuture[dict[str, Any]]] = {}
+    scan_attestations: dict[str, PrefectFuture[dict[str, Any]]] = {}
     sboms: dict[str, PrefectFuture[dict[str, str]]] = {}
     for c in selected:
         labels = oci_labels(
@@ -173,6 +181,14 @@ def build_and_publish(
         reference = image_reference.submit(registry.image_name(c.name), digests[c.name])
         image_scans[c.name] = scan_image.submit(c.name, reference, trivy_cache, str(out_dir), registry.plain_http)
         sboms[c.name] = generate_sbom.submit(c.name, reference, image_scans[c.name], str(out_dir / "sbom"))
+        scan_attestations[c.name] = record_image_scan.submit(
+            c.name,
+            image_scans[c.name],
+            config.security.fail_on,
+            config.security.forbidden_licenses,
+            ignore_file,
+            waivers,
+        )
     image_gate = gate_security.submit(
         "images",
         list(image_scans.values()),
@@ -187,7 +203,12 @@ def build_and_publish(
     # causal order so that a failure surfaces as its root cause (a push that
     # failed), not as a downstream task that never ran.
     coverage = _quality_result(quality, config)
-    upstream: list[PrefectFuture[Any]] = [*digests.values(), *image_scans.values(), *sboms.values()]
+    upstream: list[PrefectFuture[Any]] = [
+        *digests.values(),
+        *image_scans.values(),
+        *sboms.values(),
+        *scan_attestations.values(),
+    ]
     for future in upstream:
         future.result()
     gates = [source_gate.result(), image_gate.result()]
@@ -214,6 +235,7 @@ def build_and_publish(
             "invocation_id": run_id,
             "started_on": source.commit_time,
             "finished_on": dt.datetime.now(dt.UTC).isoformat(),
+            "source_ref": source.built_ref,
         }
         signatures[c.name] = sign_image.submit(
             c.name,
@@ -222,6 +244,7 @@ def build_and_publish(
             provenance,
             sbom_files,
             file_digests(sbom_files),
+            scan_attestations[c.name].result(),
             key_fingerprint,
             registry,
             signing_key,
@@ -241,6 +264,7 @@ def build_and_publish(
         *digests.values(),
         *image_scans.values(),
         *sboms.values(),
+        *scan_attestations.values(),
         *signatures.values(),
         *verifications.values(),
     ]
@@ -273,7 +297,17 @@ def build_and_publish(
         scan=merge_scan_summaries(gates),
         stage_seconds=timings.seconds,
         cached_stages=timings.cached,
+        waivers=sorted(
+            {w for future in scan_attestations.values() for w in future.result()["scanner"]["result"]["waivers"]}
+        ),
     )
+    if manifest.waivers:
+        logger.warning("release %s ships under waivers: %s", release_version, "; ".join(manifest.waivers))
+        create_markdown_artifact(
+            key="release-waivers",
+            markdown=release_waivers_markdown(manifest),
+            description=f"{config.name} {release_version}: waived policy rules",
+        )
     if enforce_gates:  # the manifest itself is signed: deploys trust it only through a configured key
         manifest = sign_release_manifest(manifest, signing_key)
     path = publish_release_manifest(manifest, str(Path(releases_dir or settings.releases_dir)))

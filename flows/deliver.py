@@ -1,6 +1,6 @@
 """Flow `deliver`: stages 3 and 4, from a signed release manifest to production.
 
-verify signatures ─ staging: validate migrations ─ migrate ─ deploy ─ smoke ─ contract ─ performance
+verify signatures and the release policy ─ staging: validate migrations ─ migrate ─ deploy ─ smoke ─ contract ─ performance
   ─ approval (pause for input, or auto_approve) ─ production: reconcile ─ migrate
   ─ per component in dependency order: canary (10/30/50/100 with analysis) or blue-green
   ─ monitoring window ─ decommission previous slots
@@ -23,6 +23,7 @@ from prefect_docker import DockerHost
 
 from blocks.delivery import MetricsProvider, ReleaseHistoryDatabase
 from blocks.loading import load_or_default
+from blocks.policy import release_policy_for
 from blocks.registry import OciRegistry
 from blocks.signing import trusted_signers_or_local
 from flows.build_and_publish import build_and_publish
@@ -35,13 +36,17 @@ from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
 from medianest_delivery.charts import canary_chart_markdown
 from medianest_delivery.errors import DeliveryError, RolloutFailedError
 from medianest_delivery.release.manifest import ReleaseManifest, resolve_release
+from medianest_delivery.release.policy import ReleasePolicy
 from medianest_delivery.release.refs import tag_from_version
 from medianest_delivery.release.trust import check_registry, verify_manifest
+from medianest_delivery.release.violations import Rule
+from medianest_delivery.renderers import policy_report_markdown
 from medianest_delivery.rollout.history import ReleaseEventKind
 from medianest_delivery.rollout.judge import CanaryThresholds
 from medianest_delivery.rollout.outcome import RolloutOutcome
 from medianest_delivery.rollout.topology import environment_plan, is_preview, release_order
 from medianest_delivery.settings import StackSettings
+from tasks.build import local_stack_base_images
 from tasks.events import RELEASE_FROZEN, RELEASE_PROMOTED, RELEASE_ROLLED_BACK, emit_release_event
 from tasks.locks import exclusive
 from tasks.rollout import (
@@ -68,13 +73,21 @@ class Approval(RunInput):
     comment: str = ""
 
 
-def verify_release(manifest: ReleaseManifest, registry_block: str | None, trusted_keys_block: str | None) -> None:
-    """Refuse anything a configured trusted key did not sign, before any container starts.
+def verify_release(
+    manifest: ReleaseManifest,
+    registry_block: str | None,
+    trusted_keys_block: str | None,
+    policy: ReleasePolicy,
+    environment: str,
+) -> None:
+    """Refuse anything a configured trusted key did not sign, or the environment's release policy does not
+    accept, before any container starts.
 
     The registry and the keys come from configuration: the manifest must name the
     configured registry, its own signature must verify with a trusted key valid
     now, and every image is then verified (signature, attestations, immutable tag)
-    with that key. The key and registry written in the manifest are never trusted.
+    with that key and judged by the policy (provenance, base image, SBOMs, scan).
+    The key and registry written in the manifest are never trusted.
     """
     settings = StackSettings()
     registry = load_or_default(OciRegistry, registry_block, OciRegistry(host=settings.registry_host))
@@ -83,20 +96,35 @@ def verify_release(manifest: ReleaseManifest, registry_block: str | None, truste
         manifest, trusted_signers_or_local(trusted_keys_block).get_client(), dt.datetime.now(dt.UTC)
     )
     get_run_logger().info("release %s signed by trusted key %s", manifest.version, signer.name or signer.key_id)
+    local_bases = (
+        local_stack_base_images(
+            DockerHost(base_url=settings.docker_host), settings.base_image, str(settings.built_base_images_file)
+        )
+        if policy.base_images.local_stack
+        else []
+    )
     at_registry = registry.model_copy(update={"namespace": ""})
     version_tag = tag_from_version(manifest.version)  # immutable; the commit tag may move
-    futures = [
-        verify_image.submit(
+    futures = {
+        image.component: verify_image.submit(
             image.repository.removeprefix(f"{registry.host}/"),
             image.digest,
             [version_tag],
             signer.public_key_pem,
             at_registry,
+            policy,
+            environment,
+            manifest.git_sha,
+            local_bases,
         )
         for image in manifest.images
-    ]
-    for future in futures:
-        future.result()
+    }
+    results = {component: future.result() for component, future in futures.items()}
+    create_markdown_artifact(
+        key=f"release-policy-{environment}",
+        markdown=policy_report_markdown(manifest.app, manifest.version, environment, results, [str(r) for r in Rule]),
+        description=f"release policy for {environment}: {manifest.app} {manifest.version}",
+    )
 
 
 # How long staging validation waits for another release's validation to finish.
@@ -116,17 +144,25 @@ def validate_in_staging(
     docker_host_block: str | None = None,
     history_block: str | None = None,
     trusted_keys_block: str | None = None,
+    release_policy_block: str | None = None,
 ) -> dict[str, Any]:
     """Stage 3: verify, migrations on a scratch copy, migrate, deploy 2 replicas, smoke, contract, performance.
 
-    Verification is not optional: nothing unsigned starts in staging either.
+    Verification is not optional: nothing unsigned, and nothing the release policy
+    refuses for staging, starts in staging either.
     """
     settings = StackSettings()
     manifest = resolve_release(release_manifest)
-    verify_release(manifest, registry_block, trusted_keys_block)
+    config = load_app_config(app_config)
+    verify_release(
+        manifest,
+        registry_block,
+        trusted_keys_block,
+        release_policy_for(config, release_policy_block),
+        staging_environment,
+    )
     docker_host = load_or_default(DockerHost, docker_host_block, DockerHost(base_url=settings.docker_host))
     history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
-    config = load_app_config(app_config)
     order = release_order(config.components)
     images = {image.component: image.reference for image in manifest.images}
     # One rollout per environment, staging included: a concurrent run's reconcile would undo this one's slots.
@@ -201,6 +237,7 @@ def deliver(
     metrics_block: str | None = None,
     history_block: str | None = None,
     trusted_keys_block: str | None = None,
+    release_policy_block: str | None = None,
     supersede: bool = False,
     environment_lock_timeout_seconds: float = 1800.0,
 ) -> dict[str, Any]:
@@ -216,7 +253,12 @@ def deliver(
     if release_manifest is None:
         if git_ref is None:
             raise DeliveryError("deliver needs a release_manifest, or a git_ref to build and publish first")
-        release_manifest = build_and_publish(app_config=app_config, git_ref=git_ref, registry_block=registry_block)
+        release_manifest = build_and_publish(
+            app_config=app_config,
+            git_ref=git_ref,
+            registry_block=registry_block,
+            release_policy_block=release_policy_block,
+        )
     manifest = resolve_release(release_manifest)
     config = load_app_config(app_config)
     if manifest.app != config.name:
@@ -239,6 +281,7 @@ def deliver(
     order = release_order(config.components)
     images = {image.component: image.reference for image in manifest.images}
     manifest_data = manifest.model_dump(mode="json", by_alias=True)
+    policy = release_policy_for(config, release_policy_block)  # a malformed policy fails before any work
 
     # 1-6. verify signatures and attestations (nothing unsigned ever starts), then staging, which verifies first.
     if staging_environment:
@@ -254,9 +297,10 @@ def deliver(
             docker_host_block,
             history_block,
             trusted_keys_block,
+            release_policy_block,
         )
-    else:
-        verify_release(manifest, registry_block, trusted_keys_block)
+    # The target environment's own policy: staging passing proves nothing about production's rules.
+    verify_release(manifest, registry_block, trusted_keys_block, policy, environment)
 
     # 7. approval.
     if not auto_approve:

@@ -26,6 +26,7 @@ def feature_ci(
     signing_key_block: str | None = None,
     docker_host_block: str | None = None,
     trusted_keys_block: str | None = None,
+    release_policy_block: str | None = None,
 ) -> dict[str, Any]:
     """Quality gate, security scans and tests (build-and-publish), then a preview environment of the branch.
 
@@ -44,6 +45,7 @@ def feature_ci(
         registry_block=registry_block,
         signing_key_block=signing_key_block,
         docker_host_block=docker_host_block,
+        release_policy_block=release_policy_block,
     )
     deliver(
         release_manifest=manifest,
@@ -57,6 +59,7 @@ def feature_ci(
         registry_block=registry_block,
         docker_host_block=docker_host_block,
         trusted_keys_block=trusted_keys_block,
+        release_policy_block=release_policy_block,
     )
     plan = plan_for(environment, settings.routers_dir)
     urls = {c.name: plan.router_url(i) for i, c in enumerate(config.components)}

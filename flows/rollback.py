@@ -25,10 +25,11 @@ def rollback_release(
     docker_host_block: str | None = None,
     metrics_block: str | None = None,
     registry_block: str | None = None,
+    release_policy_block: str | None = None,
 ) -> dict[str, Any]:
     """Blue-green switch back to ``version`` (default: the release promoted before the current one).
 
-    The earlier release is verified again (signatures and attestations) before it runs.
+    The earlier release is verified again (signatures, and the environment's release policy) before it runs.
     No monitoring window: the release was judged when it was promoted, and an
     emergency rollback must not wait for (or be undone by the lack of) traffic.
     """
@@ -48,4 +49,5 @@ def rollback_release(
         docker_host_block=docker_host_block,
         metrics_block=metrics_block,
         registry_block=registry_block,
+        release_policy_block=release_policy_block,
     )

@@ -69,6 +69,8 @@ class QualityConfig(_Strict):
 
 class SecurityConfig(_Strict):
     ignore_file: str | None = None
+    # What deploys demand of the attestations (medianest_delivery/release/policy.py); None: the defaults.
+    release_policy: str | None = None
     sast_paths: list[str] = Field(default_factory=lambda: ["."])
     fail_on: dict[str, list[str]] = Field(
         default_factory=dict,

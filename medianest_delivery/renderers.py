@@ -234,9 +234,48 @@ def release_markdown(manifest: ReleaseManifest, path: str) -> str:
         lines.append(f"| {image.component} | `{image.reference}` | {signed} | `{sbom}` |")
     if manifest.scan.notes:
         lines += ["", "**Notes**", *[f"- {n}" for n in manifest.scan.notes]]
+    if manifest.waivers:
+        lines += ["", "**WAIVED** (release policy)", *[f"- {w}" for w in manifest.waivers]]
     lines += ["", "| stage | seconds |", "|---|---|"]
     lines += [
         f"| {stage} | {seconds:.2f}{' (cached)' if stage in manifest.cached_stages else ''} |"
         for stage, seconds in manifest.stage_seconds.items()
     ]
+    return "\n".join(lines)
+
+
+def release_waivers_markdown(manifest: ReleaseManifest) -> str:
+    """The waivers a release ships under, loud: each names the rule, who signed it off, why and until when."""
+    return "\n".join(
+        [
+            f"# WAIVED: {manifest.app} {manifest.version} ships under {len(manifest.waivers)} waiver(s)",
+            "",
+            *[f"- {waiver}" for waiver in manifest.waivers],
+            "",
+            "Recorded in each image's signed scan attestation and in the release manifest; "
+            "deploys honour a waiver only while the release policy still holds it, unexpired.",
+        ]
+    )
+
+
+def policy_report_markdown(
+    app: str, version: str, environment: str, images: dict[str, dict[str, object]], rules: list[str]
+) -> str:
+    """What the release policy checked for each image before a deploy, and the waivers it applied."""
+    lines = [
+        f"# Release policy: {app} {version} → {environment}: **passed**",
+        "",
+        f"Rules checked: {', '.join(f'`{rule}`' for rule in rules)}",
+        "",
+        "| component | digest | signatures | attestations | waived |",
+        "|---|---|---|---|---|",
+    ]
+    for component, result in images.items():
+        predicates = result.get("predicate_types") or []
+        waived = result.get("waived") or []
+        lines.append(
+            f"| {component} | `{result.get('digest')}` | {result.get('signatures')} | "
+            f"{len(predicates) if isinstance(predicates, list) else '-'} | "
+            f"{'; '.join(str(w) for w in waived) if isinstance(waived, list) and waived else 'none'} |"
+        )
     return "\n".join(lines)

@@ -76,6 +76,11 @@ class StackSettings:
         return os.environ.get("MEDIANEST_HISTORY_DSN", "postgresql://postgres@127.0.0.1:5432/medianest_delivery")
 
     @property
+    def built_base_images_file(self) -> Path:
+        """Image ids of every base image the local stack built, one per line (the release policy's local_stack)."""
+        return self.state_dir / "base-image" / "built-ids.txt"
+
+    @property
     def keys_dir(self) -> Path:
         return self.state_dir / "keys"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import docker.errors
 from prefect import task
@@ -40,6 +41,23 @@ def inspect_base_image(docker_host: DockerHost, base_image: str) -> str:
         raise StackError(f"Docker Engine at {docker_host.base_url} is unreachable: {exc}") from exc
     finally:
         client.close()
+
+
+@task(name="local-base-images", task_run_name="policy: local stack base images")
+def local_stack_base_images(docker_host: DockerHost, base_image: str, built_ids_file: str) -> list[str]:
+    """Ids of the base images the local stack built: the one tagged now, and those it recorded building."""
+    record = Path(built_ids_file)
+    ids = set(record.read_text().split()) if record.is_file() else set()
+    client = docker_host.get_client()
+    try:
+        ids.add(str(client.images.get(base_image).id))
+    except docker.errors.ImageNotFound:
+        pass  # never built here: only the recorded ids count
+    except docker.errors.DockerException as exc:
+        raise StackError(f"Docker Engine at {docker_host.base_url} is unreachable: {exc}") from exc
+    finally:
+        client.close()
+    return sorted(ids)
 
 
 @task(

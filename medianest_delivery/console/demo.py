@@ -31,6 +31,8 @@ def print_release_summary(console: Console, manifest: ReleaseManifest, settings:
     console.print(findings)
     for note in manifest.scan.notes:
         console.print(f"[yellow]note:[/] {note}")
+    for waiver in manifest.waivers:
+        console.print(f"[bold yellow]WAIVED:[/] {waiver}")
     coverage = manifest.quality.get("coverage_percent")
     if isinstance(coverage, float):
         console.print(f"coverage: {coverage:.1f}%")

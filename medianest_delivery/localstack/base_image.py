@@ -63,6 +63,13 @@ class BaseImage:
         tarball.unlink(missing_ok=True)
         if not self.status().running:
             raise StackError(f"docker import did not produce {self.settings.base_image}")
+        self.record_built(str(client.images.get(self.settings.base_image).id))
+
+    def record_built(self, image_id: str) -> None:
+        """Remember the id: releases built on an earlier base stay deployable (rollback) under the policy's
+        ``base_images.local_stack``."""
+        with self.settings.built_base_images_file.open("a") as record:
+            record.write(image_id + "\n")
 
     def stop(self) -> bool:
         return False  # images are data, not processes: `down` keeps them

@@ -28,6 +28,8 @@ IN_TOTO_STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 SPDX_PREDICATE = "https://spdx.dev/Document"
+# cosign's predicate for scan results (`cosign attest --type vuln`).
+SCAN_PREDICATE = "https://cosign.sigstore.dev/attestation/vuln/v1"
 CYCLONEDX_MEDIA_TYPE = "application/vnd.cyclonedx+json"
 SPDX_MEDIA_TYPE = "text/spdx+json"
 BUILD_TYPE = "https://medianest.dev/delivery/build-and-publish/v1"
@@ -101,6 +103,8 @@ class ProvenanceInputs:
     invocation_id: str
     started_on: str
     finished_on: str
+    # The ref the build was asked for, fully qualified (refs/heads/main), or HEAD when detached.
+    source_ref: str | None = None
 
 
 def slsa_provenance(inputs: ProvenanceInputs) -> dict[str, Any]:
@@ -108,7 +112,11 @@ def slsa_provenance(inputs: ProvenanceInputs) -> dict[str, Any]:
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {
-                "source": {"uri": inputs.source_uri, "digest": {"gitCommit": inputs.git_sha}},
+                "source": {
+                    "uri": inputs.source_uri,
+                    "digest": {"gitCommit": inputs.git_sha},
+                    **({"ref": inputs.source_ref} if inputs.source_ref else {}),
+                },
                 "component": inputs.component,
                 "dockerfile": inputs.dockerfile,
                 "version": inputs.version,

@@ -10,11 +10,11 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from medianest_delivery.errors import ConfigError
 from medianest_delivery.release.findings import Finding, Scanner, Severity
+from medianest_delivery.release.yamldoc import parse_yaml_model
 
 BLOCKING_BY_DEFAULT = frozenset({Severity.CRITICAL, Severity.HIGH})
 
@@ -46,17 +46,7 @@ class _IgnoreFile(BaseModel):
 
 def parse_ignore_file(text: str, origin: str = "ignore file") -> list[IgnoreEntry]:
     """Parse the YAML ignore file; every entry must carry a reason and an expiry date."""
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{origin} must be a mapping with an 'ignores' list")
-    try:
-        return _IgnoreFile.model_validate(raw).ignores
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{origin} is invalid: {problems}") from exc
+    return parse_yaml_model(_IgnoreFile, text, origin).ignores
 
 
 @dataclass(frozen=True)

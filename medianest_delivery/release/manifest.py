@@ -99,6 +99,8 @@ class ReleaseManifest(_Model):
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     # Stages whose results all came from Prefect's cache (their seconds are the lookup).
     cached_stages: list[str] = Field(default_factory=list)
+    # Release-policy waivers this release was built under (who, why, until when), as its scan attestations record.
+    waivers: list[str] = Field(default_factory=list)
     manifest_signature: ManifestSignature | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

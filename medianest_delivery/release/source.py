@@ -25,6 +25,8 @@ class SourceInfo:
     ref: str | None
     dirty: bool
     tree_digest: str
+    # The ref as git names it in full (refs/heads/main, refs/tags/v1.0.0), HEAD when detached or a bare SHA.
+    built_ref: str = "HEAD"
 
 
 def tree_digest(path: Path) -> str:
@@ -70,6 +72,9 @@ def describe_source(root: Path, ref: str | None = None) -> SourceInfo:
             )
     epoch = run_command([*git, "show", "-s", "--format=%ct", sha]).stdout.strip()
     commit_time = dt.datetime.fromtimestamp(int(epoch), tz=dt.UTC).isoformat()
+    # The ref was checked by require_git_ref (no leading '-'); rev-parse would echo --end-of-options.
+    named = run_command([*git, "rev-parse", "--symbolic-full-name", ref or "HEAD"], check=False)
+    built_ref = named.stdout.strip() if named.returncode == 0 and named.stdout.strip() else "HEAD"
     status = run_command([*git, "status", "--porcelain", "--", "."], cwd=root)
     return SourceInfo(
         root=str(root),
@@ -78,4 +83,5 @@ def describe_source(root: Path, ref: str | None = None) -> SourceInfo:
         ref=ref,
         dirty=bool(status.stdout.strip()),
         tree_digest=tree_digest(root),
+        built_ref=built_ref,
     )

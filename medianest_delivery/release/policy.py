@@ -1,0 +1,312 @@
+"""The release policy: what a deploy demands of an image's attestations, beyond a valid signature.
+
+A signature says "our key signed this digest". The policy reads what was
+signed: who built it (SLSA provenance builder id), from which repository, commit
+and ref; on which base image; whether both SBOMs describe this digest; whether
+a scan ran recently enough, found nothing blocking, and suppressed findings
+only with live ignore entries. Each refusal names its rule (violations.Rule).
+
+The policy is a YAML document in the app's repository (``security.release_policy``
+in its config) or a block; defaults apply to whatever it leaves out. A scan that
+could not run (no vulnerability database offline) blocks the environments listed
+in ``scans.require_vulnerability_scan`` unless a waiver (who, why, until when)
+covers it: the only rule a waiver may lift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from medianest_delivery.release.cosign_format import (
+    CYCLONEDX_PREDICATE,
+    SCAN_PREDICATE,
+    SLSA_PROVENANCE_V1,
+    SPDX_PREDICATE,
+)
+from medianest_delivery.release.scan_attestation import ScanResult
+from medianest_delivery.release.violations import WAIVABLE_RULES, Rule, Violation
+from medianest_delivery.release.yamldoc import parse_yaml_model
+
+# The builder id that build-and-publish writes into provenance.
+BUILDER_ID = "https://github.com/medianest/delivery/flows/build-and-publish@v1"
+
+SBOM_PREDICATES = {"cyclonedx": CYCLONEDX_PREDICATE, "spdx": SPDX_PREDICATE}
+# A scan that claims to have finished this far in the future is clock trouble or forgery.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProvenanceRules(_Strict):
+    builder_ids: list[str] = Field(default_factory=lambda: [BUILDER_ID], min_length=1)
+    # Glob patterns over the source URI; empty: any repository.
+    source_repositories: list[str] = Field(default_factory=list)
+    # Glob patterns over the ref the build was asked for (refs/heads/main, refs/tags/v*); empty: any ref.
+    allowed_refs: list[str] = Field(default_factory=list)
+
+
+class BaseImageRules(_Strict):
+    # Image ids (sha256:...) a release may be built on. None: not checked.
+    allowed_digests: list[str] | None = None
+    # Also allow the base images the local stack built (mmdebstrap), listed by the stack itself.
+    local_stack: bool = False
+
+    @field_validator("allowed_digests")
+    @classmethod
+    def _digests(cls, value: list[str] | None) -> list[str] | None:
+        for digest in value or []:
+            algorithm, _, hex_part = digest.partition(":")
+            if algorithm != "sha256" or len(hex_part) != 64:
+                raise ValueError(f"{digest!r} is not a sha256:<64 hex> image id")
+        return value
+
+
+class SbomRules(_Strict):
+    required: list[str] = Field(default_factory=lambda: ["cyclonedx", "spdx"])
+
+    @field_validator("required")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(SBOM_PREDICATES))
+        if unknown:
+            raise ValueError(f"unknown SBOM formats {unknown}; known: {sorted(SBOM_PREDICATES)}")
+        return value
+
+
+class ScanRules(_Strict):
+    required: bool = True
+    max_age_hours: float = Field(default=720.0, gt=0)
+    # Environment globs where a scan without a vulnerability database is not enough.
+    require_vulnerability_scan: list[str] = Field(default_factory=lambda: ["production"])
+
+
+class Waiver(_Strict):
+    """An explicit, signed-off exception to one waivable rule, with an end date."""
+
+    rule: Rule
+    environments: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    who: str = Field(min_length=2)
+    why: str = Field(min_length=10)
+    expires: dt.date
+
+    @field_validator("rule")
+    @classmethod
+    def _waivable(cls, value: Rule) -> Rule:
+        if value not in WAIVABLE_RULES:
+            raise ValueError(f"rule {value} cannot be waived; waivable: {sorted(str(r) for r in WAIVABLE_RULES)}")
+        return value
+
+    def covers(self, rule: Rule, environment: str, today: dt.date) -> bool:
+        """A waiver expiring today still holds; from tomorrow it does not."""
+        return (
+            self.rule is rule
+            and self.expires >= today
+            and any(fnmatch.fnmatchcase(environment, pattern) for pattern in self.environments)
+        )
+
+    def describe(self) -> str:
+        return f"{self.rule} waived by {self.who} until {self.expires}: {self.why}"
+
+
+class ReleasePolicy(_Strict):
+    provenance: ProvenanceRules = Field(default_factory=ProvenanceRules)
+    base_images: BaseImageRules = Field(default_factory=BaseImageRules)
+    sboms: SbomRules = Field(default_factory=SbomRules)
+    scans: ScanRules = Field(default_factory=ScanRules)
+    waivers: list[Waiver] = Field(default_factory=list)
+
+    def required_predicates(self) -> list[str]:
+        required = [SLSA_PROVENANCE_V1, *(SBOM_PREDICATES[name] for name in self.sboms.required)]
+        return [*required, SCAN_PREDICATE] if self.scans.required else required
+
+    def waivers_for(self, environment: str, today: dt.date) -> list[Waiver]:
+        return [w for w in self.waivers if any(w.covers(r, environment, today) for r in WAIVABLE_RULES)]
+
+
+def parse_release_policy(text: str, origin: str = "release policy") -> ReleasePolicy:
+    """Parse a policy document; an empty document is the default policy."""
+    return parse_yaml_model(ReleasePolicy, text, origin)
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What the deploy knows besides the attestations: where, when, which release."""
+
+    environment: str
+    now: dt.datetime
+    git_sha: str
+    # Base images allowed beyond the policy's list (the local stack's own builds, when it says so).
+    local_base_images: frozenset[str] = frozenset()
+
+
+@dataclass
+class PolicyDecision:
+    violations: list[Violation] = field(default_factory=list)
+    waived: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def check_provenance(
+    policy: ProvenanceRules, predicate: Any, context: PolicyContext, base_images: BaseImageRules
+) -> list[Violation]:
+    """Builder, source repository, commit, ref and base image, as the trusted provenance states them."""
+    try:
+        build = predicate["buildDefinition"]
+        source = build["externalParameters"]["source"]
+        builder = predicate["runDetails"]["builder"]["id"]
+        dependencies = build.get("resolvedDependencies") or []
+        source_uri, commit = source["uri"], source["digest"]["gitCommit"]
+    except (KeyError, TypeError) as exc:
+        return [
+            Violation(Rule.PROVENANCE_FORMAT, f"provenance lacks {exc}: not SLSA v1 as build-and-publish writes it")
+        ]
+    problems: list[Violation] = []
+    if builder not in policy.builder_ids:
+        problems.append(
+            Violation(Rule.PROVENANCE_BUILDER, f"built by {builder!r}, not a trusted builder {policy.builder_ids}")
+        )
+    if policy.source_repositories and not any(
+        fnmatch.fnmatchcase(_str(source_uri), p) for p in policy.source_repositories
+    ):
+        problems.append(
+            Violation(Rule.PROVENANCE_SOURCE, f"built from {source_uri!r}, not an allowed {policy.source_repositories}")
+        )
+    if commit != context.git_sha:
+        problems.append(
+            Violation(Rule.PROVENANCE_COMMIT, f"built from commit {commit!r}, but the release is {context.git_sha}")
+        )
+    ref = source.get("ref")
+    if policy.allowed_refs and not any(fnmatch.fnmatchcase(_str(ref), p) for p in policy.allowed_refs):
+        problems.append(Violation(Rule.PROVENANCE_REF, f"built from ref {ref!r}, not an allowed {policy.allowed_refs}"))
+    if base_images.allowed_digests is not None or base_images.local_stack:
+        allowed = set(base_images.allowed_digests or []) | (
+            set(context.local_base_images) if base_images.local_stack else set()
+        )
+        bases = [
+            "sha256:" + _str(d.get("digest", {}).get("sha256"))
+            for d in dependencies
+            if isinstance(d, dict) and d.get("uri") == "oci://base-image" and isinstance(d.get("digest"), dict)
+        ]
+        if not bases:
+            problems.append(Violation(Rule.BASE_IMAGE_ALLOWED, "provenance names no base image"))
+        problems += [
+            Violation(Rule.BASE_IMAGE_ALLOWED, f"base image {base} is not in the allowlist ({len(allowed)} allowed)")
+            for base in bases
+            if base not in allowed
+        ]
+    return problems
+
+
+def sbom_mentions(document: Any, digest: str) -> bool:
+    """Does the SBOM describe this image digest (trivy names the scanned reference and its repo digests)?"""
+    if not isinstance(document, dict):
+        return False
+    hex_part = digest.partition(":")[2]
+    if "bomFormat" in document:  # CycloneDX: the subject is metadata.component
+        described: Any = document.get("metadata", {}).get("component", {})
+    else:  # SPDX: the document name and the packages it describes
+        described_ids = set(document.get("documentDescribes") or [])
+        described = [document.get("name")] + [
+            p for p in document.get("packages", []) if isinstance(p, dict) and p.get("SPDXID") in described_ids
+        ]
+    return hex_part in repr(described)
+
+
+def check_sboms(policy: SbomRules, predicates: dict[str, Any], digest: str) -> list[Violation]:
+    problems = []
+    for name in policy.required:
+        document = predicates.get(SBOM_PREDICATES[name])
+        if document is not None and not sbom_mentions(document, digest):
+            problems.append(Violation(Rule.SBOM_SUBJECT, f"the {name} SBOM describes another image, not {digest}"))
+    return problems
+
+
+def check_scan(
+    policy: ReleasePolicy, predicate: Any, context: PolicyContext, decision: PolicyDecision
+) -> list[Violation]:
+    """Age, blocking findings, expired ignore entries, and the vulnerability database (waivable)."""
+    scan = ScanResult.from_predicate(predicate)
+    if isinstance(scan, str):
+        return [Violation(Rule.SCAN_FORMAT, scan)]
+    problems: list[Violation] = []
+    age = context.now - scan.finished
+    if age > dt.timedelta(hours=policy.scans.max_age_hours):
+        problems.append(
+            Violation(
+                Rule.SCAN_AGE,
+                f"scanned {age.total_seconds() / 3600:.0f} h ago, older than {policy.scans.max_age_hours:g} h: scan again",
+            )
+        )
+    elif age < -CLOCK_SKEW:
+        problems.append(Violation(Rule.SCAN_AGE, f"scan finished in the future ({scan.finished.isoformat()})"))
+    if scan.blocking:
+        problems.append(Violation(Rule.SCAN_BLOCKING, f"{scan.blocking} unsuppressed blocking finding(s)"))
+    today = context.now.date()
+    problems += [
+        Violation(
+            Rule.SCAN_IGNORE_EXPIRED,
+            f"ignore entry {entry.id} expired on {entry.expires} and suppresses a blocking finding",
+        )
+        for entry in scan.suppressions
+        if entry.blocking and entry.expires < today
+    ]
+    if not scan.vulnerability_database and any(
+        fnmatch.fnmatchcase(context.environment, p) for p in policy.scans.require_vulnerability_scan
+    ):
+        rule = Rule.SCAN_VULNERABILITY_DATABASE
+        waiver = next((w for w in policy.waivers if w.covers(rule, context.environment, today)), None)
+        if waiver is None:
+            problems.append(
+                Violation(
+                    rule,
+                    f"the scan had no vulnerability database, and {context.environment} requires one "
+                    "(or an unexpired waiver in the release policy)",
+                )
+            )
+        else:
+            decision.waived.append(waiver.describe())
+    return problems
+
+
+def evaluate_release_policy(
+    policy: ReleasePolicy, predicates: dict[str, Any], digest: str, context: PolicyContext
+) -> PolicyDecision:
+    """Judge what the trusted key attested about ``digest``; missing attestations were reported by verification."""
+    decision = PolicyDecision()
+    if SLSA_PROVENANCE_V1 in predicates:
+        decision.violations += check_provenance(
+            policy.provenance, predicates[SLSA_PROVENANCE_V1], context, policy.base_images
+        )
+    decision.violations += check_sboms(policy.sboms, predicates, digest)
+    if policy.scans.required and SCAN_PREDICATE in predicates:
+        decision.violations += check_scan(policy, predicates[SCAN_PREDICATE], context, decision)
+    return decision
+
+
+def tag_violations(repository: str, digest: str, tags: dict[str, str | None]) -> list[Violation]:
+    """Each released (immutable) tag must still name the released digest.
+
+    >>> tag_violations("r", "sha256:a", {"v1": "sha256:a"})
+    []
+    >>> [str(v) for v in tag_violations("r", "sha256:a", {"v1": "sha256:b"})]
+    ['[tag.immutable] tag r:v1 now points at sha256:b, not the released sha256:a']
+    """
+    return [
+        Violation(Rule.TAG_IMMUTABLE, f"tag {repository}:{tag} now points at {current}, not the released {digest}")
+        for tag, current in tags.items()
+        if current != digest
+    ]
