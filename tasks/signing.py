@@ -41,7 +41,7 @@ from medianest_delivery.release.cosign_format import (
     slsa_provenance,
 )
 from medianest_delivery.release.manifest import ReleaseManifest, SignatureRef
-from medianest_delivery.release.policy import PolicyContext, ReleasePolicy, evaluate_release_policy, tag_violations
+from medianest_delivery.release.policy import PolicyContext, ReleasePolicy, judge_image
 from medianest_delivery.release.signing_keys import (
     KeyPairPem,
     key_id,
@@ -50,7 +50,6 @@ from medianest_delivery.release.signing_keys import (
     sign_bytes,
 )
 from medianest_delivery.release.trust import sign_manifest
-from medianest_delivery.release.verification import VerificationReport, verify_image_evidence
 from medianest_delivery.release.violations import Rule, Violation
 from tasks.policies import CACHE_EXPIRATION, digest_key, retry_on
 
@@ -249,26 +248,22 @@ def verify_image(
             raise VerificationError(
                 str(Violation(Rule.IMAGE_PRESENT, f"image {name}@{digest} does not exist in the registry"))
             )
-        report: VerificationReport = verify_image_evidence(
-            digest,
-            name,
-            client.pull_artifact_layers(repository, signature_tag(digest, "sig")),
-            client.pull_artifact_layers(repository, signature_tag(digest, "att")),
-            key,
-            ATTESTED_PREDICATES if policy is None else policy.required_predicates(),
-        )
-        report.problems += tag_violations(name, digest, {tag: client.resolve(repository, tag) for tag in tags})
-    waived: list[str] = []
-    if policy is not None:
-        context = PolicyContext(
+        tag_targets = {tag: client.resolve(repository, tag) for tag in tags}
+        signature_layers = client.pull_artifact_layers(repository, signature_tag(digest, "sig"))
+        attestation_layers = client.pull_artifact_layers(repository, signature_tag(digest, "att"))
+    context = (
+        None
+        if policy is None
+        else PolicyContext(
             environment=environment or "",
             now=dt.datetime.now(dt.UTC),
             git_sha=git_sha,
             local_base_images=frozenset(local_base_images or []),
         )
-        decision = evaluate_release_policy(policy, report.predicates, digest, context)
-        report.problems += decision.violations
-        waived = decision.waived
+    )
+    report, waived = judge_image(
+        policy, digest, name, signature_layers, attestation_layers, key, tag_targets, context, ATTESTED_PREDICATES
+    )
     if not report.ok:
         where = f" for {environment}" if environment else ""
         raise VerificationError(

@@ -20,6 +20,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from medianest_delivery.release.cosign_format import (
@@ -27,8 +28,10 @@ from medianest_delivery.release.cosign_format import (
     SCAN_PREDICATE,
     SLSA_PROVENANCE_V1,
     SPDX_PREDICATE,
+    Layer,
 )
 from medianest_delivery.release.scan_attestation import ScanResult
+from medianest_delivery.release.verification import VerificationReport, verify_image_evidence
 from medianest_delivery.release.violations import WAIVABLE_RULES, Rule, Violation
 from medianest_delivery.release.yamldoc import parse_yaml_model
 
@@ -310,3 +313,29 @@ def tag_violations(repository: str, digest: str, tags: dict[str, str | None]) ->
         for tag, current in tags.items()
         if current != digest
     ]
+
+
+def judge_image(
+    policy: ReleasePolicy | None,
+    digest: str,
+    repository: str,
+    signature_layers: list[Layer],
+    attestation_layers: list[Layer],
+    key: ec.EllipticCurvePublicKey,
+    tags: dict[str, str | None],
+    context: PolicyContext | None,
+    attested: list[str],
+) -> tuple[VerificationReport, list[str]]:
+    """Everything a deploy checks about one image, from what the registry holds: the report (problems from
+    signatures, attestations, tags and the policy, each naming its rule) and the waivers applied.
+
+    Without a policy (the build checking its own work), every predicate in ``attested`` must be there.
+    """
+    required = attested if policy is None else policy.required_predicates()
+    report = verify_image_evidence(digest, repository, signature_layers, attestation_layers, key, required)
+    report.problems += tag_violations(repository, digest, tags)
+    if policy is None or context is None:
+        return report, []
+    decision = evaluate_release_policy(policy, report.predicates, digest, context)
+    report.problems += decision.violations
+    return report, decision.waived

@@ -16,6 +16,7 @@ from typing import Any
 import docker
 import httpx
 import pytest
+from prefect import flow
 
 from blocks.delivery import MetricsProvider
 from blocks.registry import OciRegistry
@@ -252,6 +253,41 @@ def test_unsigned_image_is_refused_before_any_container_starts(
         run_deliver(forged, name)
     assert client.containers.list(all=True, filters={"label": f"dev.medianest.delivery.environment={name}"}) == []
     assert not (local_stack.routers_dir / name).exists()
+
+
+def test_production_refuses_a_release_whose_scan_had_no_vulnerability_database_unless_waived(
+    releases: dict[str, Path], local_stack: StackSettings
+) -> None:
+    """Fail closed: the sample app's release policy without its waiver refuses production, naming the rule, before
+    anything runs there; with the waiver (the app's own policy) the same release's verification passes, WAIVED.
+
+    Regression (issue 11): without a vulnerability database the gate passed with a note, and production took it.
+    """
+    import yaml
+
+    from blocks.policy import ReleasePolicyBlock
+    from flows.deliver import verify_release
+    from medianest_delivery.release.policy import parse_release_policy
+    from tests.helpers import SAMPLE_APP
+
+    policy = parse_release_policy((SAMPLE_APP / "release-policy.yaml").read_text())
+    strict = policy.model_copy(update={"waivers": []})
+    block = f"strict-{uuid.uuid4().hex[:6]}"
+    ReleasePolicyBlock(document=yaml.safe_dump(strict.model_dump(mode="json"))).save(block)
+    events_before = history_events("production")
+    with pytest.raises(VerificationError, match=r"\[scan\.vulnerability-database\]"):
+        run_deliver(releases["1.1.0"], "production", release_policy_block=block)
+    assert history_events("production") == events_before  # refused before approval: nothing recorded, nothing ran
+
+    manifest = ReleaseManifest.model_validate(json.loads(releases["1.1.0"].read_text()))
+    assert len(manifest.waivers) == 1
+    assert "scan.vulnerability-database waived by" in manifest.waivers[0]
+
+    @flow
+    def verify_for_production() -> None:
+        verify_release(manifest, None, None, policy, "production")
+
+    verify_for_production()
 
 
 def test_manifest_naming_its_own_key_and_registry_is_refused_and_no_credentials_leave(
