@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from medianest_delivery.backup.pgcluster import LocalCluster, free_port
-from medianest_delivery.localstack.archived_cluster import ArchivedCluster
+from medianest_delivery.localstack.archived_cluster import ArchivedCluster, stack_prefect_settings
 from medianest_delivery.localstack.processes import S3Emulator, project_origin
 from medianest_delivery.localstack.stack import stack_up
 from medianest_delivery.settings import StackSettings
@@ -268,8 +268,9 @@ def test_stack_up_without_a_prefect_profile_keeps_the_key_in_the_stacks_server(
     )
     assert child.returncode == 0, child.stdout + child.stderr
     assert "temporary server" not in child.stdout + child.stderr
-    from blocks.backup import load_backup_key  # the stack's server, through this process's settings
+    from blocks.backup import load_backup_key
 
     settings = StackSettings()
-    assert load_backup_key().encoded() == settings.backup_key_file.read_text()
+    with stack_prefect_settings(settings):  # the stack's server, not this session's test harness
+        assert load_backup_key().encoded() == settings.backup_key_file.read_text()
     assert_archiving_works(settings)
