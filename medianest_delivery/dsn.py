@@ -17,6 +17,8 @@ from pydantic import SecretStr
 from medianest_delivery.errors import ConfigError
 
 REDACTED = "********"
+# libpq connection parameters that are secrets.
+SECRET_PARAMETERS = ("password", "sslpassword")
 
 
 def _parse(dsn: str) -> dict[str, str]:
@@ -36,6 +38,8 @@ def libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
     """
     params = _parse(dsn)
     password = params.pop("password", None)
+    if "sslpassword" in params:  # libpq has no environment variable for it: only a passfile-less refusal is safe
+        raise ConfigError("a connection string holds an sslpassword: give the key unencrypted or via a service file")
     return psycopg.conninfo.make_conninfo(**params), ({"PGPASSWORD": password} if password else {})
 
 
@@ -58,8 +62,9 @@ def redact_dsn(dsn: str) -> str:
         params = _parse(dsn)
     except ConfigError:
         return "<malformed connection string>"
-    if "password" in params:
-        params["password"] = REDACTED
+    for secret in SECRET_PARAMETERS:
+        if secret in params:
+            params[secret] = REDACTED
     return psycopg.conninfo.make_conninfo(**params)
 
 
@@ -70,4 +75,7 @@ def reveal(value: SecretStr | str | None) -> str | None:
     >>> reveal(SecretStr("postgresql://app:pw@127.0.0.1/media")), reveal(None)
     ('postgresql://app:pw@127.0.0.1/media', None)
     """
-    return value.get_secret_value() if isinstance(value, SecretStr) else value
+    dsn = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if dsn is not None:
+        _parse(dsn)  # a malformed string fails here, with a message that does not quote it
+    return dsn
