@@ -191,6 +191,9 @@ def test_backup_and_restore_with_known_secrets_show_none_of_them(
     )
     assert backup.is_completed(), backup
     assert validation.is_completed(), validation
+    with get_client(sync_client=True) as client:  # what the UI shows for the DSN parameters
+        stored = client.read_flow_run(validation.state_details.flow_run_id).parameters
+    assert (stored["database_url"], stored["restore_server"]) == ("**********", "**********")
     shown = everything_shown_for([backup.state_details.flow_run_id, validation.state_details.flow_run_id])
     assert any("it-leak" in text for text in shown), "the search found nothing of the runs at all"
     started_tools = [c for c in command_lines.started if c.split(" ", 1)[0].endswith(("pg_dump", "pg_restore"))]
