@@ -54,6 +54,8 @@ def main() -> None:
     os.environ.update(export_environment(settings))
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 
+    from pydantic import SecretStr
+
     from blocks.backup import BackupStorage, ensure_backup_key
     from flows.backup import nightly_backup, validate_backup
     from flows.pitr import base_backup, pitr_restore
@@ -149,7 +151,7 @@ def main() -> None:
 
         def backup_flow() -> object:
             return nightly_backup(
-                database_url=dsn,
+                database_url=SecretStr(dsn),
                 stanza=stanza,
                 storage_block=storage_name,
                 replicate=False,
@@ -173,16 +175,17 @@ def main() -> None:
         validate_s, record = timed(
             "validate-backup",
             lambda: validate_backup(
-                database_url=dsn,
+                database_url=SecretStr(dsn),
                 stanza=stanza,
                 storage_block=storage_name,
                 app_config=str(ROOT / "examples" / "medianest" / "delivery.yaml"),
-                restore_server=cluster.dsn(),
+                restore_server=SecretStr(cluster.dsn()),
             ),
         )
         print("5. base-backup, 2,000 transactions, pitr-restore to the end of the archive")
         base_s, _ = timed(
-            "base-backup", lambda: base_backup(cluster_dsn=cluster.dsn(), stanza=stanza, storage_block=storage_name)
+            "base-backup",
+            lambda: base_backup(cluster_dsn=SecretStr(cluster.dsn()), stanza=stanza, storage_block=storage_name),
         )
         subprocess.run(
             [

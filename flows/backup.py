@@ -18,6 +18,7 @@ from typing import Literal
 import psycopg
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from pydantic import SecretStr
 
 from blocks.backup import DEFAULT_KEY_SECRET, BackupStorage, load_backup_key
 from blocks.delivery import ReleaseHistoryDatabase
@@ -33,6 +34,7 @@ from medianest_delivery.backup.manifest import (
 )
 from medianest_delivery.backup.retention import RetentionPolicy
 from medianest_delivery.backup.verdicts import RecoveryObjectives, assess_objectives
+from medianest_delivery.dsn import reveal
 from medianest_delivery.errors import DeliveryError, VerificationError
 from medianest_delivery.renderers import backup_markdown, validation_markdown
 from medianest_delivery.settings import PROJECT_ROOT, StackSettings
@@ -62,10 +64,10 @@ def default_replica(settings: StackSettings) -> BackupStorage:
 
 
 def _target(
-    app_config: str, environment: str, database_url: str | None, stanza: str | None
+    app_config: str, environment: str, database_url: SecretStr | None, stanza: str | None
 ) -> tuple[str, str, list[str]]:
     config = load_app_config(app_config)
-    dsn = database_url or config.database_url(environment)
+    dsn = reveal(database_url) or config.database_url(environment)
     checks = config.database.checks if config.database else []
     return dsn, stanza or f"{config.name}-{environment}", checks
 
@@ -74,7 +76,7 @@ def _target(
 def nightly_backup(
     app_config: str = DEFAULT_APP_CONFIG,
     environment: str = "production",
-    database_url: str | None = None,
+    database_url: SecretStr | None = None,
     stanza: str | None = None,
     storage_block: str | None = None,
     replica_block: str | None = None,
@@ -158,12 +160,12 @@ def nightly_backup(
 def validate_backup(
     app_config: str = DEFAULT_APP_CONFIG,
     environment: str = "production",
-    database_url: str | None = None,
+    database_url: SecretStr | None = None,
     stanza: str | None = None,
     backup_id: str = "latest",
     storage_block: str | None = None,
     key_secret: str = DEFAULT_KEY_SECRET,
-    restore_server: str | None = None,
+    restore_server: SecretStr | None = None,
     jobs: int = 2,
     rto_target_minutes: float = 30,
     rpo_target_hours: float = 24,
@@ -174,7 +176,7 @@ def validate_backup(
     storage = load_or_default(BackupStorage, storage_block, default_storage(settings))
     started = time.monotonic()
     manifest = find_backup(storage, stanza_name, backup_id)
-    server = restore_server or dsn
+    server = reveal(restore_server) or dsn
     scratch = psycopg.conninfo.make_conninfo(server, dbname=f"restore_check_{uuid.uuid4().hex[:10]}")
     problems = verify_checksums(storage, manifest)
     restore_seconds = None

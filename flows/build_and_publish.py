@@ -43,7 +43,14 @@ from tasks.build import build_image, image_reference, inspect_base_image, oci_la
 from tasks.quality import gate_coverage, run_quality_command
 from tasks.release import collect_stage_timings, publish_release_manifest, resolve_source
 from tasks.sbom import file_digests, generate_sbom
-from tasks.scan import gate_security, record_image_scan, scan_image, scan_source_sast, scan_source_trivy
+from tasks.scan import (
+    gate_security,
+    record_image_scan,
+    scan_image,
+    scan_source_sast,
+    scan_source_trivy,
+    trivy_db_state,
+)
 from tasks.signing import (
     attach_sbom,
     fingerprint,
@@ -179,7 +186,9 @@ def build_and_publish(
         )
         digests[c.name] = push_image.submit(c.name, built, registry.image_name(c.name), tags, registry, docker_host)
         reference = image_reference.submit(registry.image_name(c.name), digests[c.name])
-        image_scans[c.name] = scan_image.submit(c.name, reference, trivy_cache, str(out_dir), registry.plain_http)
+        image_scans[c.name] = scan_image.submit(
+            c.name, reference, trivy_cache, str(out_dir), registry.plain_http, database=trivy_db_state(trivy_cache)
+        )
         sboms[c.name] = generate_sbom.submit(c.name, reference, image_scans[c.name], str(out_dir / "sbom"))
         scan_attestations[c.name] = record_image_scan.submit(
             c.name,
@@ -236,6 +245,7 @@ def build_and_publish(
             "started_on": source.commit_time,
             "finished_on": dt.datetime.now(dt.UTC).isoformat(),
             "source_ref": source.built_ref,
+            "source_dirty": source.dirty,
         }
         signatures[c.name] = sign_image.submit(
             c.name,

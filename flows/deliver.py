@@ -283,7 +283,9 @@ def deliver(
     manifest_data = manifest.model_dump(mode="json", by_alias=True)
     policy = release_policy_for(config, release_policy_block)  # a malformed policy fails before any work
 
-    # 1-6. verify signatures and attestations (nothing unsigned ever starts), then staging, which verifies first.
+    # 1. the target environment's own policy, first: a release production will refuse never reaches staging.
+    verify_release(manifest, registry_block, trusted_keys_block, policy, environment)
+    # 2-6. staging, which verifies against staging's policy before anything starts there.
     if staging_environment:
         validate_in_staging(
             manifest,
@@ -299,8 +301,6 @@ def deliver(
             trusted_keys_block,
             release_policy_block,
         )
-    # The target environment's own policy: staging passing proves nothing about production's rules.
-    verify_release(manifest, registry_block, trusted_keys_block, policy, environment)
 
     # 7. approval.
     if not auto_approve:

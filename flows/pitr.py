@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from pydantic import SecretStr
 
 from blocks.backup import DEFAULT_KEY_SECRET, BackupStorage, load_backup_key
 from blocks.loading import load_or_default
@@ -25,6 +26,7 @@ from medianest_delivery.backup.physical import RecoveryResult, RecoveryTarget
 from medianest_delivery.backup.retention import RetentionPolicy
 from medianest_delivery.backup.verdicts import RecoveryObjectives, assess_objectives, target_reached
 from medianest_delivery.backup.verify import VerifyReport
+from medianest_delivery.dsn import reveal
 from medianest_delivery.errors import ConfigError, VerificationError
 from medianest_delivery.renderers import dr_drill_markdown, pitr_markdown
 from medianest_delivery.settings import StackSettings
@@ -56,7 +58,7 @@ def parse_target(target_time: str | None, target_lsn: str | None) -> RecoveryTar
 
 @flow(name="base-backup", log_prints=True)
 def base_backup(
-    cluster_dsn: str,
+    cluster_dsn: SecretStr,
     stanza: str,
     storage_block: str | None = None,
     key_secret: str = DEFAULT_KEY_SECRET,
@@ -67,6 +69,7 @@ def base_backup(
     lock_timeout_seconds: float = 3600,
 ) -> BackupManifest:
     """A pg_basebackup of the cluster, proof that archiving works, and expiry of what PITR no longer needs."""
+    cluster = reveal(cluster_dsn) or ""
     storage = load_or_default(BackupStorage, storage_block, default_storage(StackSettings()))
     load_backup_key(key_secret)
     with exclusive(
@@ -74,8 +77,8 @@ def base_backup(
         timeout_seconds=lock_timeout_seconds,
         busy=f"stanza {stanza} is busy: another backup holds it",
     ):
-        manifest = take_and_store_base_backup(storage, stanza, cluster_dsn, key_secret)
-        check = check_archiving(storage, stanza, cluster_dsn)
+        manifest = take_and_store_base_backup(storage, stanza, cluster, key_secret)
+        check = check_archiving(storage, stanza, cluster)
         policy = RetentionPolicy(retention_daily, retention_weekly, retention_monthly)
         retention = apply_retention(storage, stanza, BackupKind.BASE.value, policy, retention_dry_run)
         expired = expire_wal(storage, stanza, retention_dry_run)
@@ -98,14 +101,15 @@ def base_backup(
 @flow(name="verify-repository", log_prints=True)
 def verify_repository_flow(
     stanza: str,
-    cluster_dsn: str | None = None,
+    cluster_dsn: SecretStr | None = None,
     storage_block: str | None = None,
     key_secret: str = DEFAULT_KEY_SECRET,
 ) -> VerifyReport:
     """check (with a cluster: a forced WAL switch must reach the repository) then verify everything stored."""
+    cluster = reveal(cluster_dsn)
     storage = load_or_default(BackupStorage, storage_block, default_storage(StackSettings()))
-    if cluster_dsn:
-        check_archiving(storage, stanza, cluster_dsn)
+    if cluster:
+        check_archiving(storage, stanza, cluster)
     report = verify_repository(storage, stanza, key_secret)
     lines = "\n".join(f"- {p}" for p in report.problems + report.gaps) or "none"
     create_markdown_artifact(
@@ -173,7 +177,7 @@ def pitr_restore(
 @flow(name="dr-drill", log_prints=True)
 def dr_drill(
     stanza: str,
-    cluster_dsn: str,
+    cluster_dsn: SecretStr,
     database: str = "postgres",
     app_config: str | None = DEFAULT_APP_CONFIG,
     storage_block: str | None = None,
@@ -188,12 +192,15 @@ def dr_drill(
 
     The live cluster is only read and given one marker row (to know exactly what
     must come back); the restore goes to a new scratch cluster, never over it.
+    Connection strings carry no password (flow parameters are shown in the UI):
+    the worker gets it from ~/.pgpass, PGPASSFILE or PGPASSWORD.
     """
+    cluster = reveal(cluster_dsn) or ""
     logger = get_run_logger()
     settings = StackSettings()
     storage = load_or_default(BackupStorage, storage_block, default_storage(settings))
-    marker = write_drill_marker(cluster_dsn, database)
-    check_archiving(storage, stanza, cluster_dsn)  # the marker's WAL is in the repository
+    marker = write_drill_marker(cluster, database)
+    check_archiving(storage, stanza, cluster)  # the marker's WAL is in the repository
     lost_at = dt.datetime.now(dt.UTC)
     started = time.monotonic()
     logger.warning("drill: %s declared lost at %s (marker %d)", stanza, lost_at.isoformat(), marker.id)

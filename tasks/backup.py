@@ -205,7 +205,11 @@ def verify_checksums(storage: BackupStorage, manifest: BackupManifest) -> list[s
     return verify_objects(storage.get_client(), manifest)
 
 
-@task(name="restore-to-scratch", task_run_name="restore {manifest.backup_id} into {scratch_dsn}", cache_policy=NO_CACHE)
+@task(
+    name="restore-to-scratch",
+    task_run_name="restore {manifest.backup_id} into a scratch database",
+    cache_policy=NO_CACHE,
+)
 def restore_to_scratch(
     storage: BackupStorage, manifest: BackupManifest, key_secret: str, scratch_dsn: str, jobs: int
 ) -> float:
@@ -234,7 +238,7 @@ def compare_with_manifest(manifest: BackupManifest, scratch_dsn: str, checks: li
     return problems + failed_checks(scratch_dsn, checks)
 
 
-@task(name="drop-scratch-database", task_run_name="drop {scratch_dsn}", cache_policy=NO_CACHE)
+@task(name="drop-scratch-database", task_run_name="drop the scratch database", cache_policy=NO_CACHE)
 def drop_scratch_database(scratch_dsn: str) -> None:
     drop_database(scratch_dsn)
 

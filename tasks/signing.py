@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
 from blocks.registry import OciRegistry
@@ -62,6 +63,17 @@ COSIGN_TYPES = {
     SPDX_PREDICATE: "spdxjson",
     SCAN_PREDICATE: "vuln",
 }
+
+
+_signature_key = digest_key(
+    "repository", "digest", "key_fingerprint", "sbom_digests", "scan_predicate", "signed_provenance", revision=3
+)
+
+
+def signing_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """sign-image's cache key: the provenance without finished_on and invocation_id (they change every run)."""
+    signed = {k: v for k, v in parameters["provenance"].items() if k not in ("finished_on", "invocation_id")}
+    return _signature_key(context, {**parameters, "signed_provenance": signed})
 
 
 @task(name="load-public-key", task_run_name="sign: load public key")
@@ -131,8 +143,9 @@ def _sign_with_cosign(
 @task(
     name="sign-image",
     task_run_name="sign: {component}",
-    # Provenance carries run times, not a key; the scan predicate changes only with a new scan.
-    cache_key_fn=digest_key("repository", "digest", "key_fingerprint", "sbom_digests", "scan_predicate", revision=2),
+    # What is signed, except the run's own times and id: a rebuild of the digest from another ref, commit or
+    # builder signs again. The scan predicate changes only with a new scan.
+    cache_key_fn=signing_key_fn,
     cache_expiration=CACHE_EXPIRATION,
     persist_result=True,
     retries=3,

@@ -16,7 +16,7 @@ import base64
 import binascii
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,7 +35,10 @@ TAG = 16
 class EncryptionKey:
     """A 256-bit key and its id (a hash of the key, so the id never reveals it)."""
 
-    material: bytes
+    material: bytes = field(repr=False)  # repr() shows the key id, never the key
+
+    def __repr__(self) -> str:
+        return f"EncryptionKey(key_id={self.key_id!r})"
 
     def __post_init__(self) -> None:
         if len(self.material) != 32:

@@ -25,6 +25,7 @@ from medianest_delivery.backup.codec import EncodedObject, decode_chunks, encode
 from medianest_delivery.backup.crypto import EncryptionKey
 from medianest_delivery.backup.manifest import StoredEntry
 from medianest_delivery.backup.repository import BackupRepository
+from medianest_delivery.dsn import tool_environment
 from medianest_delivery.errors import CommandFailedError, ConfigError, DatabaseUnavailableError
 from medianest_delivery.proc import which_or_raise
 
@@ -128,11 +129,12 @@ def dump_database(
             assert snapshot_row is not None
             snapshot, database, version = snapshot_row
             lsn, timeline = _wal_position(conn)
-            base = [pg_dump, "--no-sync", "--compress=0", f"--snapshot={snapshot}", "--dbname", dsn]
+            target, env = tool_environment(dsn)  # the password goes by environment: never on pg_dump's command line
+            base = [pg_dump, "--no-sync", "--compress=0", f"--snapshot={snapshot}", "--dbname", target]
             if dump_format == "custom":
-                objects, facts = _dump_custom(base, conn, key, spool)
+                objects, facts = _dump_custom(base, env, conn, key, spool)
             else:
-                objects, facts = _dump_directory(base, conn, key, spool, jobs)
+                objects, facts = _dump_directory(base, env, conn, key, spool, jobs)
     return DumpResult(
         database=str(database),
         server_version=str(version),
@@ -158,10 +160,10 @@ def _zstd_version() -> str:
 
 
 def _dump_custom(
-    base: list[str], conn: psycopg.Connection[Any], key: EncryptionKey, spool: Path
+    base: list[str], env: dict[str, str], conn: psycopg.Connection[Any], key: EncryptionKey, spool: Path
 ) -> tuple[list[EncodedObject], DatabaseFacts]:
     with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen([*base, "--format=custom"], stdout=subprocess.PIPE, stderr=errors)
+        proc = subprocess.Popen([*base, "--format=custom"], stdout=subprocess.PIPE, stderr=errors, env=env)
         assert proc.stdout is not None
         stdout = proc.stdout
         result: dict[str, Any] = {}
@@ -189,7 +191,7 @@ def _dump_custom(
 
 
 def _dump_directory(
-    base: list[str], conn: psycopg.Connection[Any], key: EncryptionKey, spool: Path, jobs: int
+    base: list[str], env: dict[str, str], conn: psycopg.Connection[Any], key: EncryptionKey, spool: Path, jobs: int
 ) -> tuple[list[EncodedObject], DatabaseFacts]:
     with tempfile.TemporaryDirectory(dir=spool.parent if spool.parent.exists() else None) as raw_dir:
         target = Path(raw_dir) / "dump"
@@ -197,6 +199,7 @@ def _dump_directory(
             [*base, "--format=directory", f"--jobs={jobs}", "--file", str(target)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            env=env,
         )
         facts = read_facts(conn)
         output = proc.communicate()[0].decode(errors="replace")
@@ -223,11 +226,12 @@ def restore_logical(
 ) -> None:
     """Stream a custom dump into pg_restore, or fetch a directory dump and restore it with `jobs`."""
     pg_restore = which_or_raise("pg_restore", "Install postgresql-client.")
-    argv = [pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", "--dbname", target_dsn]
+    target, env = tool_environment(target_dsn)
+    argv = [pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", "--dbname", target]
     if dump_format == "custom":
         (entry,) = objects
         with tempfile.TemporaryFile() as output:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=output, stderr=output)
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=output, stderr=output, env=env)
             assert proc.stdin is not None
             try:
                 for chunk in _decoded(repository, entry, key):
@@ -249,7 +253,11 @@ def restore_logical(
                 for chunk in _decoded(repository, entry, key):
                     out.write(chunk)
         completed = subprocess.run(
-            [*argv, f"--jobs={jobs}", "--format=directory", raw_dir], capture_output=True, text=True, check=False
+            [*argv, f"--jobs={jobs}", "--format=directory", raw_dir],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
         )
         if completed.returncode != 0:
             raise CommandFailedError(argv[:2], completed.returncode, completed.stdout + completed.stderr)

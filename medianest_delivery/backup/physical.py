@@ -29,6 +29,7 @@ from medianest_delivery.backup.pgcluster import LocalCluster, give_to_cluster_us
 from medianest_delivery.backup.repository import BackupRepository
 from medianest_delivery.backup.repospec import RepositorySpec
 from medianest_delivery.backup.walarchive import ArchiverConfig, find_segment, wal_prefix
+from medianest_delivery.dsn import tool_environment
 from medianest_delivery.errors import CommandFailedError, ConfigError, StackError, VerificationError
 from medianest_delivery.settings import StackSettings
 
@@ -118,7 +119,9 @@ def take_base_backup(dsn: str, key: EncryptionKey, spool: Path) -> BaseBackupRes
     ]
     started = dt.datetime.now(dt.UTC)
     with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors)
+        # The password (if any) by environment, as libpq reads it: never on the command line.
+        env = tool_environment(dsn)[1]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, env=env)
         assert proc.stdout is not None
         encoded = encode_to_file(read_chunks(proc.stdout), key, spool / "base.tar.zst.enc", threads=2)
         code = proc.wait()

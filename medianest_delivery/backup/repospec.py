@@ -7,7 +7,7 @@ repository this way; `open_repository` turns the description into a backend.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +25,7 @@ class RepositorySpec:
     endpoint_url: str | None = None
     region: str = "us-east-1"
     access_key_id: str | None = None
-    secret_access_key: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)  # never in logs, errors or repr()
     max_attempts: int = 5
     part_size: int = PART_SIZE
 

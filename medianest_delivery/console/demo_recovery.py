@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -76,9 +77,10 @@ def run_recovery_demo(console: Console, settings: StackSettings, app_config: str
             f"{ui}/{run}",
         )
     )
-    base, run = _run(base_backup, cluster_dsn=cluster_dsn, stanza=cluster.stanza)
+    # Connection strings go in as SecretStr: Prefect stores such parameters masked.
+    base, run = _run(base_backup, cluster_dsn=SecretStr(cluster_dsn), stanza=cluster.stanza)
     rows.append(("base-backup", base.backup_id, f"WAL {base.wal_start_lsn} … {base.wal_end_lsn}", f"{ui}/{run}"))
-    drill, run = _run(dr_drill, cluster_dsn=cluster_dsn, stanza=cluster.stanza)
+    drill, run = _run(dr_drill, cluster_dsn=SecretStr(cluster_dsn), stanza=cluster.stanza)
     rows.append(
         (
             "dr-drill",

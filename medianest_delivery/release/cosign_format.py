@@ -105,6 +105,8 @@ class ProvenanceInputs:
     finished_on: str
     # The ref the build was asked for, fully qualified (refs/heads/main), or HEAD when detached.
     source_ref: str | None = None
+    # Built from a working tree with uncommitted changes: the commit alone does not describe the image.
+    source_dirty: bool = False
 
 
 def slsa_provenance(inputs: ProvenanceInputs) -> dict[str, Any]:
@@ -116,6 +118,7 @@ def slsa_provenance(inputs: ProvenanceInputs) -> dict[str, Any]:
                     "uri": inputs.source_uri,
                     "digest": {"gitCommit": inputs.git_sha},
                     **({"ref": inputs.source_ref} if inputs.source_ref else {}),
+                    **({"dirty": True} if inputs.source_dirty else {}),
                 },
                 "component": inputs.component,
                 "dockerfile": inputs.dockerfile,

@@ -53,18 +53,22 @@ class ProvenanceRules(_Strict):
     source_repositories: list[str] = Field(default_factory=list)
     # Glob patterns over the ref the build was asked for (refs/heads/main, refs/tags/v*); empty: any ref.
     allowed_refs: list[str] = Field(default_factory=list)
+    # A build of a working tree with uncommitted changes is not the commit it names.
+    allow_dirty_builds: bool = False
 
 
 class BaseImageRules(_Strict):
-    # Image ids (sha256:...) a release may be built on. None: not checked.
-    allowed_digests: list[str] | None = None
-    # Also allow the base images the local stack built (mmdebstrap), listed by the stack itself.
-    local_stack: bool = False
+    """Always checked (fail closed): a release on a base image nobody listed is refused."""
+
+    # Image ids (sha256:...) a release may be built on.
+    allowed_digests: list[str] = Field(default_factory=list)
+    # Also allow the base images the local stack built (mmdebstrap), as the stack records them.
+    local_stack: bool = True
 
     @field_validator("allowed_digests")
     @classmethod
-    def _digests(cls, value: list[str] | None) -> list[str] | None:
-        for digest in value or []:
+    def _digests(cls, value: list[str]) -> list[str]:
+        for digest in value:
             algorithm, _, hex_part = digest.partition(":")
             if algorithm != "sha256" or len(hex_part) != 64:
                 raise ValueError(f"{digest!r} is not a sha256:<64 hex> image id")
@@ -84,7 +88,8 @@ class SbomRules(_Strict):
 
 
 class ScanRules(_Strict):
-    required: bool = True
+    """A scan attestation is always required: without one nothing says what the image holds."""
+
     max_age_hours: float = Field(default=720.0, gt=0)
     # Environment globs where a scan without a vulnerability database is not enough.
     require_vulnerability_scan: list[str] = Field(default_factory=lambda: ["production"])
@@ -126,8 +131,7 @@ class ReleasePolicy(_Strict):
     waivers: list[Waiver] = Field(default_factory=list)
 
     def required_predicates(self) -> list[str]:
-        required = [SLSA_PROVENANCE_V1, *(SBOM_PREDICATES[name] for name in self.sboms.required)]
-        return [*required, SCAN_PREDICATE] if self.scans.required else required
+        return [SLSA_PROVENANCE_V1, *(SBOM_PREDICATES[name] for name in self.sboms.required), SCAN_PREDICATE]
 
     def waivers_for(self, environment: str, today: dt.date) -> list[Waiver]:
         return [w for w in self.waivers if any(w.covers(r, environment, today) for r in WAIVABLE_RULES)]
@@ -163,86 +167,136 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+@dataclass(frozen=True)
+class ProvenanceFacts:
+    """What a deploy reads from SLSA v1 provenance as build-and-publish writes it."""
+
+    builder: str
+    source_uri: str
+    commit: str
+    ref: str | None
+    dirty: bool
+    base_images: list[str]
+
+    @classmethod
+    def of(cls, predicate: Any) -> ProvenanceFacts | str:
+        """The facts, or what makes the predicate unreadable (for the provenance.format rule)."""
+        try:
+            build = predicate["buildDefinition"]
+            source = build["externalParameters"]["source"]
+            builder = predicate["runDetails"]["builder"]["id"]
+            commit = source["digest"]["gitCommit"]
+            dependencies = build.get("resolvedDependencies") or []
+            bases = [
+                "sha256:" + _str(d["digest"].get("sha256"))
+                for d in dependencies
+                if isinstance(d, dict) and d.get("uri") == "oci://base-image" and isinstance(d.get("digest"), dict)
+            ]
+            facts = cls(builder, source["uri"], commit, source.get("ref"), source.get("dirty", False), bases)
+        except (KeyError, TypeError, AttributeError) as exc:
+            return f"provenance is not SLSA v1 as build-and-publish writes it ({type(exc).__name__}: {exc})"
+        if not all(isinstance(v, str) for v in (facts.builder, facts.source_uri, facts.commit)):
+            return "provenance builder, source or commit is not a string"
+        if not isinstance(facts.dirty, bool) or not (facts.ref is None or isinstance(facts.ref, str)):
+            return "provenance ref or dirty flag has the wrong type"
+        return facts
+
+
 def check_provenance(
     policy: ProvenanceRules, predicate: Any, context: PolicyContext, base_images: BaseImageRules
 ) -> list[Violation]:
-    """Builder, source repository, commit, ref and base image, as the trusted provenance states them."""
-    try:
-        build = predicate["buildDefinition"]
-        source = build["externalParameters"]["source"]
-        builder = predicate["runDetails"]["builder"]["id"]
-        dependencies = build.get("resolvedDependencies") or []
-        source_uri, commit = source["uri"], source["digest"]["gitCommit"]
-    except (KeyError, TypeError) as exc:
-        return [
-            Violation(Rule.PROVENANCE_FORMAT, f"provenance lacks {exc}: not SLSA v1 as build-and-publish writes it")
-        ]
+    """Builder, source repository, commit (clean), ref and base image, as the trusted provenance states them."""
+    facts = ProvenanceFacts.of(predicate)
+    if isinstance(facts, str):
+        return [Violation(Rule.PROVENANCE_FORMAT, facts)]
     problems: list[Violation] = []
-    if builder not in policy.builder_ids:
+    if facts.builder not in policy.builder_ids:
         problems.append(
-            Violation(Rule.PROVENANCE_BUILDER, f"built by {builder!r}, not a trusted builder {policy.builder_ids}")
+            Violation(
+                Rule.PROVENANCE_BUILDER, f"built by {facts.builder!r}, not a trusted builder {policy.builder_ids}"
+            )
         )
     if policy.source_repositories and not any(
-        fnmatch.fnmatchcase(_str(source_uri), p) for p in policy.source_repositories
+        fnmatch.fnmatchcase(facts.source_uri, p) for p in policy.source_repositories
     ):
         problems.append(
-            Violation(Rule.PROVENANCE_SOURCE, f"built from {source_uri!r}, not an allowed {policy.source_repositories}")
+            Violation(
+                Rule.PROVENANCE_SOURCE, f"built from {facts.source_uri!r}, not an allowed {policy.source_repositories}"
+            )
         )
-    if commit != context.git_sha:
+    if facts.commit != context.git_sha:
         problems.append(
-            Violation(Rule.PROVENANCE_COMMIT, f"built from commit {commit!r}, but the release is {context.git_sha}")
+            Violation(
+                Rule.PROVENANCE_COMMIT, f"built from commit {facts.commit!r}, but the release is {context.git_sha}"
+            )
         )
-    ref = source.get("ref")
-    if policy.allowed_refs and not any(fnmatch.fnmatchcase(_str(ref), p) for p in policy.allowed_refs):
-        problems.append(Violation(Rule.PROVENANCE_REF, f"built from ref {ref!r}, not an allowed {policy.allowed_refs}"))
-    if base_images.allowed_digests is not None or base_images.local_stack:
-        allowed = set(base_images.allowed_digests or []) | (
-            set(context.local_base_images) if base_images.local_stack else set()
+    if facts.dirty and not policy.allow_dirty_builds:
+        problems.append(
+            Violation(
+                Rule.PROVENANCE_COMMIT, "built from a working tree with uncommitted changes, not the commit alone"
+            )
         )
-        bases = [
-            "sha256:" + _str(d.get("digest", {}).get("sha256"))
-            for d in dependencies
-            if isinstance(d, dict) and d.get("uri") == "oci://base-image" and isinstance(d.get("digest"), dict)
-        ]
-        if not bases:
-            problems.append(Violation(Rule.BASE_IMAGE_ALLOWED, "provenance names no base image"))
-        problems += [
-            Violation(Rule.BASE_IMAGE_ALLOWED, f"base image {base} is not in the allowlist ({len(allowed)} allowed)")
-            for base in bases
-            if base not in allowed
-        ]
+    if policy.allowed_refs and not any(fnmatch.fnmatchcase(_str(facts.ref), p) for p in policy.allowed_refs):
+        problems.append(
+            Violation(Rule.PROVENANCE_REF, f"built from ref {facts.ref!r}, not an allowed {policy.allowed_refs}")
+        )
+    allowed = set(base_images.allowed_digests) | (set(context.local_base_images) if base_images.local_stack else set())
+    if not facts.base_images:
+        problems.append(Violation(Rule.BASE_IMAGE_ALLOWED, "provenance names no base image"))
+    problems += [
+        Violation(Rule.BASE_IMAGE_ALLOWED, f"base image {base} is not in the allowlist ({len(allowed)} allowed)")
+        for base in facts.base_images
+        if base not in allowed
+    ]
     return problems
 
 
 def sbom_mentions(document: Any, digest: str) -> bool:
-    """Does the SBOM describe this image digest (trivy names the scanned reference and its repo digests)?"""
+    """Does the SBOM describe this image digest (trivy names the scanned reference and its repo digests)?
+
+    Anything that is not an SBOM of the expected shape describes nothing.
+    """
     if not isinstance(document, dict):
         return False
     hex_part = digest.partition(":")[2]
     if "bomFormat" in document:  # CycloneDX: the subject is metadata.component
-        described: Any = document.get("metadata", {}).get("component", {})
+        metadata = document.get("metadata")
+        described: Any = metadata.get("component") if isinstance(metadata, dict) else None
     else:  # SPDX: the document name and the packages it describes
-        described_ids = set(document.get("documentDescribes") or [])
+        describes = document.get("documentDescribes")
+        ids = {i for i in describes if isinstance(i, str)} if isinstance(describes, list) else set()
+        packages = document.get("packages")
         described = [document.get("name")] + [
-            p for p in document.get("packages", []) if isinstance(p, dict) and p.get("SPDXID") in described_ids
+            p
+            for p in (packages if isinstance(packages, list) else [])
+            if isinstance(p, dict) and p.get("SPDXID") in ids
         ]
     return hex_part in repr(described)
 
 
 def check_sboms(policy: SbomRules, predicates: dict[str, Any], digest: str) -> list[Violation]:
-    problems = []
-    for name in policy.required:
-        document = predicates.get(SBOM_PREDICATES[name])
-        if document is not None and not sbom_mentions(document, digest):
-            problems.append(Violation(Rule.SBOM_SUBJECT, f"the {name} SBOM describes another image, not {digest}"))
-    return problems
+    """Each required SBOM that was attested must describe this digest (a missing one is sbom.present's)."""
+    return [
+        Violation(Rule.SBOM_SUBJECT, f"the {name} SBOM does not describe {digest}")
+        for name in policy.required
+        if SBOM_PREDICATES[name] in predicates and not sbom_mentions(predicates[SBOM_PREDICATES[name]], digest)
+    ]
+
+
+def newest_scan(candidates: list[Any]) -> ScanResult | str:
+    """Of every scan the trusted key attested, the one that finished last (by its signed time, not layer order)."""
+    scans = [ScanResult.from_predicate(c) for c in candidates]
+    readable = [s for s in scans if isinstance(s, ScanResult)]
+    if not readable:
+        return next((s for s in scans if isinstance(s, str)), "no scan predicate")
+    return max(readable, key=lambda s: s.finished)
 
 
 def check_scan(
-    policy: ReleasePolicy, predicate: Any, context: PolicyContext, decision: PolicyDecision
+    policy: ReleasePolicy, candidates: list[Any], context: PolicyContext, decision: PolicyDecision
 ) -> list[Violation]:
     """Age, blocking findings, expired ignore entries, and the vulnerability database (waivable)."""
-    scan = ScanResult.from_predicate(predicate)
+    scan = newest_scan(candidates)
     if isinstance(scan, str):
         return [Violation(Rule.SCAN_FORMAT, scan)]
     problems: list[Violation] = []
@@ -251,7 +305,8 @@ def check_scan(
         problems.append(
             Violation(
                 Rule.SCAN_AGE,
-                f"scanned {age.total_seconds() / 3600:.0f} h ago, older than {policy.scans.max_age_hours:g} h: scan again",
+                f"scanned {age.total_seconds() / 3600:.0f} h ago, older than {policy.scans.max_age_hours:g} h: "
+                "publish the commit again to scan it again",
             )
         )
     elif age < -CLOCK_SKEW:
@@ -272,12 +327,14 @@ def check_scan(
     ):
         rule = Rule.SCAN_VULNERABILITY_DATABASE
         waiver = next((w for w in policy.waivers if w.covers(rule, context.environment, today)), None)
-        if waiver is None:
+        recorded = any(w.startswith(f"{rule} waived") for w in scan.waivers)
+        if waiver is None or not recorded:
+            missing = "an unexpired waiver in the release policy" if waiver is None else "a waiver recorded at build"
             problems.append(
                 Violation(
                     rule,
                     f"the scan had no vulnerability database, and {context.environment} requires one "
-                    "(or an unexpired waiver in the release policy)",
+                    f"(or {missing}, visible in the release)",
                 )
             )
         else:
@@ -286,16 +343,16 @@ def check_scan(
 
 
 def evaluate_release_policy(
-    policy: ReleasePolicy, predicates: dict[str, Any], digest: str, context: PolicyContext
+    policy: ReleasePolicy, predicates: dict[str, list[Any]], digest: str, context: PolicyContext
 ) -> PolicyDecision:
-    """Judge what the trusted key attested about ``digest``; missing attestations were reported by verification."""
+    """Judge what the trusted key attested about ``digest`` (every statement of each type, oldest first);
+    missing attestations were reported by verification."""
+    newest = {kind: statements[-1] for kind, statements in predicates.items() if statements}
     decision = PolicyDecision()
-    if SLSA_PROVENANCE_V1 in predicates:
-        decision.violations += check_provenance(
-            policy.provenance, predicates[SLSA_PROVENANCE_V1], context, policy.base_images
-        )
-    decision.violations += check_sboms(policy.sboms, predicates, digest)
-    if policy.scans.required and SCAN_PREDICATE in predicates:
+    for provenance in predicates.get(SLSA_PROVENANCE_V1, []):  # every provenance must pass, not just one
+        decision.violations += check_provenance(policy.provenance, provenance, context, policy.base_images)
+    decision.violations += check_sboms(policy.sboms, newest, digest)
+    if predicates.get(SCAN_PREDICATE):
         decision.violations += check_scan(policy, predicates[SCAN_PREDICATE], context, decision)
     return decision
 

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -24,7 +24,7 @@ from medianest_delivery.errors import ConfigError
 
 @dataclass(frozen=True)
 class KeyPairPem:
-    private_pem: bytes  # cosign's encrypted key (cosign.key)
+    private_pem: bytes = field(repr=False)  # cosign's encrypted key (cosign.key)
     public_pem: bytes  # SubjectPublicKeyInfo: what `cosign verify --key` takes
 
 

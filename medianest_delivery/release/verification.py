@@ -47,8 +47,8 @@ class VerificationReport:
     digest: str
     valid_signatures: int = 0
     predicate_types: list[str] = field(default_factory=list)
-    # predicate type -> the predicate of the newest statement the trusted key signed about this digest
-    predicates: dict[str, Any] = field(default_factory=dict)
+    # predicate type -> every predicate the trusted key signed about this digest, in layer order
+    predicates: dict[str, list[Any]] = field(default_factory=dict)
     problems: list[Violation] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # layers not signed by the trusted key
 
@@ -130,8 +130,9 @@ def check_attestations(
         if not isinstance(statement, dict):
             untrusted.append(Violation(Rule.SIGNATURE_TRUSTED, f"{where}: statement is not a JSON object"))
             continue
-        subjects = [s.get("digest", {}).get(algorithm) for s in statement.get("subject", []) if isinstance(s, dict)]
-        if hex_part not in subjects:
+        subject = statement.get("subject")
+        named = [s.get("digest") for s in subject if isinstance(s, dict)] if isinstance(subject, list) else []
+        if hex_part not in [d.get(algorithm) for d in named if isinstance(d, dict)]:
             report.problems.append(Violation(Rule.ATTESTATION_SUBJECT, f"{where}: statement subject is not {digest}"))
             continue
         predicate_type = str(statement.get("predicateType"))
@@ -145,7 +146,7 @@ def check_attestations(
             )
             continue
         report.predicate_types.append(predicate_type)
-        report.predicates[predicate_type] = statement.get("predicate")  # later layers are newer: the last one wins
+        report.predicates.setdefault(predicate_type, []).append(statement.get("predicate"))
     missing = [p for p in required_predicates if p not in report.predicate_types]
     if not missing:
         report.ignored += [str(v) for v in untrusted]

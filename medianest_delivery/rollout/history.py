@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from medianest_delivery.dsn import redact_dsn
 from medianest_delivery.errors import HistoryUnavailableError
 
 
@@ -96,7 +97,7 @@ def ensure_database(dsn: str) -> None:
             return
     except psycopg.OperationalError as exc:
         if f'database "{name}" does not exist' not in str(exc):
-            raise HistoryUnavailableError(f"release history at {dsn} unreachable: {exc}") from exc
+            raise HistoryUnavailableError(f"release history at {redact_dsn(dsn)} unreachable: {exc}") from exc
     admin = psycopg.conninfo.make_conninfo(dsn, dbname="postgres")
     with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))

@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from medianest_delivery.dsn import tool_environment
 from medianest_delivery.errors import CommandFailedError, ConfigError
 
 INCOMPATIBLE_MARKER = "-- medianest: backward-incompatible"
@@ -99,15 +100,21 @@ def failed_checks(dsn: str, checks: list[str]) -> list[str]:
 
 def copy_database(source_dsn: str, target_dsn: str) -> None:
     """pg_dump piped into pg_restore (two processes, no shell)."""
+    source, source_env = tool_environment(source_dsn)  # passwords by environment, never in `ps`
+    target, target_env = tool_environment(target_dsn)
     dump = subprocess.Popen(
-        ["pg_dump", "--format=custom", "--dbname", source_dsn], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ["pg_dump", "--format=custom", "--dbname", source],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=source_env,
     )
     restore = subprocess.run(
-        ["pg_restore", "--no-owner", "--exit-on-error", "--dbname", target_dsn],
+        ["pg_restore", "--no-owner", "--exit-on-error", "--dbname", target],
         stdin=dump.stdout,
         capture_output=True,
         text=True,
         check=False,
+        env=target_env,
     )
     assert dump.stdout is not None
     dump.stdout.close()

@@ -68,6 +68,11 @@ class Runtime(Protocol):
     def logs(self, name: str, tail: int = 50) -> str: ...
 
 
+# A replica forks nothing beyond its workers: a cap on processes stops a fork bomb (or a runaway pool) from
+# exhausting the worker's PID space, which every other environment shares.
+REPLICA_PIDS_LIMIT = 512
+
+
 class DockerRuntime:
     """Replicas as containers on one Docker Engine (the local stack's by default)."""
 
@@ -89,6 +94,7 @@ class DockerRuntime:
             security_opt=["no-new-privileges:true"],
             cap_drop=["ALL"],
             mem_limit=spec.memory,
+            pids_limit=REPLICA_PIDS_LIMIT,
             nano_cpus=int(spec.cpus * 1e9),
             restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
             environment={

@@ -31,7 +31,7 @@ from medianest_delivery.rollout.history import ReleaseHistory
 from medianest_delivery.rollout.loadgen import LoadGenerator, LoadReport
 from medianest_delivery.rollout.migrations import drop_database
 from medianest_delivery.rollout.previews import plan_for
-from medianest_delivery.rollout.runtime import DockerRuntime
+from medianest_delivery.rollout.runtime import REPLICA_PIDS_LIMIT, DockerRuntime
 from medianest_delivery.settings import StackSettings
 from tasks.rollout import controller
 from tests.flaky_proxy import FlakyProxy
@@ -149,8 +149,15 @@ def test_good_release_goes_10_to_100_and_is_promoted(environment: str, releases:
     assert set(seen.by_version()) == {"1.0.0", "1.1.0"}
     assert httpx.get(f"{router(environment)}/version").json()["version"] == "1.1.0"
     assert history_events(environment)[-1] == ("promoted", "1.1.0")
-    replicas = DockerRuntime(docker.DockerClient(base_url=StackSettings().docker_host)).list(environment)
+    client = docker.DockerClient(base_url=StackSettings().docker_host)
+    replicas = DockerRuntime(client).list(environment)
     assert {r.version for r in replicas} == {"1.1.0"}, "previous slot decommissioned"
+    host_config = client.containers.get(replicas[0].name).attrs["HostConfig"]
+    assert (host_config["PidsLimit"], host_config["ReadonlyRootfs"], host_config["CapDrop"]) == (
+        REPLICA_PIDS_LIMIT,
+        True,
+        ["ALL"],
+    )
 
 
 def test_bad_release_rolls_back_and_clients_only_saw_the_canary_share(

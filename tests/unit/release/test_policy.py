@@ -158,6 +158,7 @@ class Image:
     now: dt.datetime = NOW
     git_sha: str = SHA
     policy: ReleasePolicy = POLICY
+    local_base_images: frozenset[str] = frozenset()
 
     def judge(self) -> tuple[list[Rule], list[str]]:
         layers = [attestation(t, p) for t, p in self.predicates.items()] + self.extra_attestations
@@ -169,7 +170,7 @@ class Image:
             layers,
             PUBLIC,  # type: ignore[arg-type]
             self.tags,
-            PolicyContext(self.environment, self.now, self.git_sha),
+            PolicyContext(self.environment, self.now, self.git_sha, self.local_base_images),
             [],
         )
         return [problem.rule for problem in report.problems], waived
@@ -213,6 +214,26 @@ def swapped_predicate(image: Image) -> None:
     image.extra_attestations.append(
         attestation(SLSA_PROVENANCE_V1, image.predicates[SLSA_PROVENANCE_V1], announced=CYCLONEDX_PREDICATE)
     )
+
+
+def raw_attestation(statement: dict[str, Any], predicate_type: str) -> Layer:
+    """A statement exactly as given (subject included), signed by our key."""
+    payload = json.dumps(statement).encode()
+    envelope = dsse_envelope(IN_TOTO_PAYLOAD_TYPE, payload, sign_bytes(KEY, pae(IN_TOTO_PAYLOAD_TYPE, payload)))
+    return Layer(DSSE_MEDIA_TYPE, json.dumps(envelope).encode(), {"predicateType": predicate_type})
+
+
+def null_subject(image: Image) -> None:
+    statement = {"_type": "https://in-toto.io/Statement/v1", "subject": None, "predicateType": SLSA_PROVENANCE_V1}
+    image.extra_attestations.append(raw_attestation({**statement, "predicate": provenance()}, SLSA_PROVENANCE_V1))
+
+
+WAIVED = "scan.vulnerability-database waived by on-call lead until 2026-12-31: no vulnerability database offline"
+
+
+def unscanned(waivers: list[str] | None = None, **changes: Any) -> dict[str, Any]:
+    """A scan without the vulnerability database, with the waivers the build recorded in it."""
+    return scan(vulnerability_database=False, scanners=["secret", "license"], waivers=waivers or [], **changes)
 
 
 def set_field(name: str, value: Any) -> Callable[[Image], None]:
@@ -362,6 +383,57 @@ CORPUS: list[tuple[str, Callable[[Image], None], Rule]] = [
         ),
         Rule.SCAN_VULNERABILITY_DATABASE,
     ),
+    (
+        "no vulnerability database, the policy's waiver never recorded at build",
+        with_predicate(SCAN_PREDICATE, unscanned()),
+        Rule.SCAN_VULNERABILITY_DATABASE,
+    ),
+    ("statement with a null subject", null_subject, Rule.ATTESTATION_SUBJECT),
+    (
+        "provenance dependencies that are not a list",
+        edited_provenance(lambda p: p["buildDefinition"].__setitem__("resolvedDependencies", 5)),
+        Rule.PROVENANCE_FORMAT,
+    ),
+    (
+        "provenance builder that is not a string",
+        edited_provenance(lambda p: p["runDetails"]["builder"].__setitem__("id", ["x"])),
+        Rule.PROVENANCE_FORMAT,
+    ),
+    (
+        "built from a dirty working tree",
+        with_predicate(SLSA_PROVENANCE_V1, provenance(source_dirty=True)),
+        Rule.PROVENANCE_COMMIT,
+    ),
+    (
+        "a second provenance, signed by our key, from a foreign builder",
+        lambda image: image.extra_attestations.append(
+            attestation(SLSA_PROVENANCE_V1, provenance(builder_id="https://evil.example/builder"))
+        ),
+        Rule.PROVENANCE_BUILDER,
+    ),
+    (
+        "CycloneDX SBOM with a null metadata",
+        with_predicate(CYCLONEDX_PREDICATE, {"bomFormat": "CycloneDX", "metadata": None}),
+        Rule.SBOM_SUBJECT,
+    ),
+    (
+        "SPDX SBOM with malformed packages",
+        with_predicate(SPDX_PREDICATE, {"name": "x", "documentDescribes": [["a"]], "packages": None}),
+        Rule.SBOM_SUBJECT,
+    ),
+    ("SBOM attestation with a null predicate", with_predicate(SPDX_PREDICATE, None), Rule.SBOM_SUBJECT),
+    (
+        "a newer scan with a blocking finding, attached before an older clean one",
+        lambda image: (
+            image.predicates.__setitem__(SCAN_PREDICATE, scan(blocking=1)),
+            image.extra_attestations.append(
+                attestation(
+                    SCAN_PREDICATE, scan(finished=NOW - dt.timedelta(hours=3), started=NOW - dt.timedelta(hours=4))
+                )
+            ),
+        ),
+        Rule.SCAN_BLOCKING,
+    ),
 ]
 
 
@@ -386,8 +458,8 @@ GOOD: list[tuple[str, Callable[[Image], None], list[str]]] = [
     ("the good image", lambda image: None, []),
     (
         "production without a vulnerability database, under the waiver",
-        with_predicate(SCAN_PREDICATE, scan(vulnerability_database=False, scanners=["secret", "license"])),
-        ["scan.vulnerability-database waived by on-call lead until 2026-12-31: no vulnerability database offline"],
+        with_predicate(SCAN_PREDICATE, unscanned([WAIVED])),
+        [WAIVED],
     ),
     (
         "staging without a vulnerability database needs no waiver",
@@ -430,7 +502,21 @@ GOOD: list[tuple[str, Callable[[Image], None], list[str]]] = [
         ),
         [],
     ),
-    ("the default policy", set_field("policy", ReleasePolicy(scans={"require_vulnerability_scan": []})), []),
+    (
+        "the default policy, on a base image the local stack built",
+        lambda image: (
+            setattr(image, "policy", ReleasePolicy(scans={"require_vulnerability_scan": []})),
+            setattr(image, "local_base_images", frozenset({BASE})),
+        ),
+        [],
+    ),
+    (
+        "an older scan attached after the newest: the newest by its signed time counts",
+        lambda image: image.extra_attestations.append(
+            attestation(SCAN_PREDICATE, scan(finished=NOW - dt.timedelta(days=5), started=NOW - dt.timedelta(days=5)))
+        ),
+        [],
+    ),
 ]
 
 
@@ -451,6 +537,7 @@ def test_good_releases_are_never_refused(name: str, change: Callable[[Image], No
         ("base_images: {allowed_digests: [latest]}", "not a sha256"),
         ("sboms: {required: [swid]}", "unknown SBOM formats"),
         ("scans: {max_age_hours: 0}", "max_age_hours"),
+        ("scans: {required: false}", "required"),
         ("provenance: {builders: [x]}", "builders"),
         ("- just a list", "must be a mapping"),
         ("provenance: [unclosed", "not valid YAML"),
