@@ -149,7 +149,7 @@ def s3_storage(secrets: dict[str, str]) -> str:
 
 def everything_shown_for(flow_run_ids: list[Any]) -> list[str]:
     """Logs, artifacts, task run names and stored parameters of the runs, as the API serves them to the UI."""
-    APILogHandler.flush()
+    APILogHandler().flush()  # logs are sent in batches: send what is queued before reading them back
     shown: list[str] = []
     with get_client(sync_client=True) as client:
         for run_id in flow_run_ids:
