@@ -79,6 +79,7 @@ def verify_release(
     trusted_keys_block: str | None,
     policy: ReleasePolicy,
     environment: str,
+    docker_host_block: str | None = None,
 ) -> None:
     """Refuse anything a configured trusted key did not sign, or the environment's release policy does not
     accept, before any container starts.
@@ -98,7 +99,9 @@ def verify_release(
     get_run_logger().info("release %s signed by trusted key %s", manifest.version, signer.name or signer.key_id)
     local_bases = (
         local_stack_base_images(
-            DockerHost(base_url=settings.docker_host), settings.base_image, str(settings.built_base_images_file)
+            load_or_default(DockerHost, docker_host_block, DockerHost(base_url=settings.docker_host)),
+            settings.base_image,
+            str(settings.built_base_images_file),
         )
         if policy.base_images.local_stack
         else []
@@ -160,6 +163,7 @@ def validate_in_staging(
         trusted_keys_block,
         release_policy_for(config, release_policy_block),
         staging_environment,
+        docker_host_block,
     )
     docker_host = load_or_default(DockerHost, docker_host_block, DockerHost(base_url=settings.docker_host))
     history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
@@ -284,7 +288,7 @@ def deliver(
     policy = release_policy_for(config, release_policy_block)  # a malformed policy fails before any work
 
     # 1. the target environment's own policy, first: a release production will refuse never reaches staging.
-    verify_release(manifest, registry_block, trusted_keys_block, policy, environment)
+    verify_release(manifest, registry_block, trusted_keys_block, policy, environment, docker_host_block)
     # 2-6. staging, which verifies against staging's policy before anything starts there.
     if staging_environment:
         validate_in_staging(

@@ -50,11 +50,8 @@ def trivy_db_available(cache_dir: str) -> bool:
 
 
 def trivy_db_state(cache_dir: str) -> str:
-    """What the vulnerability database is now (absent, or its size and time): part of the image scan's cache key.
-
-    >>> trivy_db_state("/nonexistent")
-    'absent'
-    """
+    """What the vulnerability database is now ("absent", or its size and time): part of the image scan's cache
+    key."""
     database = Path(cache_dir) / "db" / "trivy.db"
     if not database.is_file():
         return "absent"

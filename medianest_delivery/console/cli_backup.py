@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from blocks.backup import DEFAULT_KEY_SECRET, ensure_backup_key
-from medianest_delivery.localstack.stack import export_environment
+from medianest_delivery.localstack.archived_cluster import configured_or_stack_prefect
 from medianest_delivery.settings import StackSettings
 
 backup_app = typer.Typer(
@@ -24,8 +23,8 @@ console = Console()
 def init_key(secret: Annotated[str, typer.Option(help="Prefect Secret block name.")] = DEFAULT_KEY_SECRET) -> None:
     """Create the AES-256 backup key as a Prefect Secret block (kept if it exists) and print its id."""
     settings = StackSettings()
-    os.environ.setdefault("PREFECT_API_URL", export_environment(settings)["PREFECT_API_URL"])
-    key = ensure_backup_key(settings, secret)
+    with configured_or_stack_prefect(settings):
+        key = ensure_backup_key(settings, secret)
     console.print(f"backup key {secret!r}: key id {key.key_id}; escrow copy {settings.backup_key_file} (0600)")
     console.print("Keep a copy of that key outside this machine: without it no backup can be restored.")
 
@@ -42,8 +41,8 @@ def archive_settings(
     from medianest_delivery.backup.repospec import RepositorySpec
 
     settings = StackSettings()
-    os.environ.setdefault("PREFECT_API_URL", export_environment(settings)["PREFECT_API_URL"])
-    key = ensure_backup_key(settings, secret)
+    with configured_or_stack_prefect(settings):
+        key = ensure_backup_key(settings, secret)
     spec = RepositorySpec(kind="directory", path=repository or str(settings.backups_dir))
     config = write_archiver_config(config_dir, stanza, spec, key)
     for name, value in archiving_settings(config).items():

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from medianest_delivery.localstack.stack import export_environment
+from medianest_delivery.localstack.archived_cluster import configured_or_stack_prefect
 from medianest_delivery.settings import StackSettings
 
 automations_app = typer.Typer(help="Prefect automations on release and backup events.", no_args_is_help=True)
@@ -27,8 +26,8 @@ def apply_command(
     """Create or replace the automations: notify on rollback, failed backup, failed validation, failed drill."""
     from medianest_delivery.console.automations import apply_automations, save_webhook_block
 
-    os.environ.setdefault("PREFECT_API_URL", export_environment(StackSettings())["PREFECT_API_URL"])
-    if webhook_url:
-        save_webhook_block(block, webhook_url)
-    for name in apply_automations(block):
-        console.print(f"automation ready: {name} → block {block!r}")
+    with configured_or_stack_prefect(StackSettings()):
+        if webhook_url:
+            save_webhook_block(block, webhook_url)
+        for name in apply_automations(block):
+            console.print(f"automation ready: {name} → block {block!r}")

@@ -22,6 +22,21 @@ def stack_prefect_settings(settings: StackSettings) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def configured_or_stack_prefect(settings: StackSettings) -> Iterator[None]:
+    """The Prefect API this process is configured for (environment or profile), else the stack's server.
+
+    Setting PREFECT_API_URL in os.environ instead would come too late: Prefect reads its settings once.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        yield
+    else:
+        with stack_prefect_settings(settings):
+            yield
+
+
 class ArchivedCluster:
     """A PostgreSQL cluster with WAL archiving into the default backup repository (stanza
     `medianest-cluster`): the local stand-in for MediaNest's production cluster in base-backup,

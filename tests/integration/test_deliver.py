@@ -27,7 +27,7 @@ from medianest_delivery.errors import DeliveryError, RolloutFailedError, Verific
 from medianest_delivery.release.manifest import ReleaseManifest
 from medianest_delivery.release.signing_keys import generate_key_pair, load_private_key
 from medianest_delivery.release.trust import sign_manifest
-from medianest_delivery.rollout.history import ReleaseHistory
+from medianest_delivery.rollout.history import ReleaseHistory, ensure_database
 from medianest_delivery.rollout.loadgen import LoadGenerator, LoadReport
 from medianest_delivery.rollout.migrations import drop_database
 from medianest_delivery.rollout.previews import plan_for
@@ -281,6 +281,7 @@ def test_production_refuses_a_release_whose_scan_had_no_vulnerability_database_u
     strict = policy.model_copy(update={"waivers": []})
     block = f"strict-{uuid.uuid4().hex[:6]}"
     ReleasePolicyBlock(document=yaml.safe_dump(strict.model_dump(mode="json"))).save(block)
+    ensure_database(StackSettings().history_dsn)  # this test alone on a fresh machine has no history yet
     events_before = history_events("production")
     with pytest.raises(VerificationError, match=r"\[scan\.vulnerability-database\]"):
         run_deliver(releases["1.1.0"], "production", release_policy_block=block)

@@ -65,7 +65,7 @@ class CommandLines:
             for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
                 with contextlib.suppress(OSError):  # the process ended meanwhile
                     self.sampled.add(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-            self._stop.wait(0.01)
+            self._stop.wait(0.02)
 
     def __enter__(self) -> CommandLines:
         self._sampler.start()
@@ -73,7 +73,7 @@ class CommandLines:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._sampler.join()
+        self._sampler.join(timeout=30)
 
 
 @pytest.fixture
