@@ -15,6 +15,7 @@ from medianest_delivery.appconfig import DEFAULT_APP_CONFIG as APP_CONFIG
 from medianest_delivery.console.cli_backup import backup_app
 from medianest_delivery.console.cli_ops import automations_app
 from medianest_delivery.errors import DeliveryError
+from medianest_delivery.localstack.archived_cluster import stack_prefect_settings
 from medianest_delivery.localstack.stack import export_environment, stack_down, stack_status, stack_up
 from medianest_delivery.settings import StackSettings
 
@@ -116,7 +117,8 @@ def build_command(
     from medianest_delivery.console.demo import print_release_summary
 
     try:
-        manifest = build_and_publish(app_config=str(app_config), version=version)
+        with stack_prefect_settings(settings):  # os.environ above is for child processes; Prefect read its own
+            manifest = build_and_publish(app_config=str(app_config), version=version)
     except DeliveryError as exc:
         console.print(f"[red]build-and-publish failed:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -140,9 +142,11 @@ def demo_command(
 
     started = dt.datetime.now(dt.UTC)
     try:
-        run_delivery_demo(console, settings, str(app_config))
-        run_recovery_demo(console, settings, str(app_config))
-        run_dora_demo(console, settings, started)
+        # The runs belong in the stack's UI: Prefect read its settings before os.environ was updated above.
+        with stack_prefect_settings(settings):
+            run_delivery_demo(console, settings, str(app_config))
+            run_recovery_demo(console, settings, str(app_config))
+            run_dora_demo(console, settings, started)
     except DeliveryError as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         raise typer.Exit(1) from exc

@@ -73,3 +73,29 @@ def test_console_script_status_reports_components(local_stack: StackSettings) ->
     result = subprocess.run([str(script), "stack", "status"], capture_output=True, text=True, check=False)
     for name in ("docker", "registry", "prefect-server", "base-image"):
         assert name in result.stdout
+
+
+def test_build_from_a_fresh_shell_runs_on_the_stacks_server(local_stack: StackSettings, tmp_path: Path) -> None:
+    """`medianest-delivery build` with no PREFECT_API_URL and an empty Prefect home (a fresh machine): the flow
+    run is on the stack's server, where the UI shows it, never on a temporary one.
+
+    Regression: the CLI set PREFECT_API_URL in os.environ after Prefect had read its settings, so `build` and
+    `demo` ran on a temporary server and the run links they printed led nowhere.
+    """
+    import os
+
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    script = Path(sys.executable).parent / "medianest-delivery"
+    result = subprocess.run([str(script), "build"], env=env, capture_output=True, text=True, timeout=900, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "temporary server" not in output
+    run_ids = {line.rsplit("/", 1)[-1].strip() for line in output.splitlines() if "/runs/flow-run/" in line}
+    assert run_ids, output
+    with SyncPrefectClient(local_stack.prefect_api_url) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(run_ids))))
+    assert [run.name for run in runs], f"none of {run_ids} is on the stack's server"
