@@ -15,7 +15,7 @@ from medianest_delivery.appconfig import DEFAULT_APP_CONFIG as APP_CONFIG
 from medianest_delivery.console.cli_backup import backup_app
 from medianest_delivery.console.cli_ops import automations_app
 from medianest_delivery.errors import DeliveryError
-from medianest_delivery.localstack.archived_cluster import stack_prefect_settings
+from medianest_delivery.localstack.prefect_api import stack_prefect_settings
 from medianest_delivery.localstack.stack import export_environment, stack_down, stack_status, stack_up
 from medianest_delivery.settings import StackSettings
 

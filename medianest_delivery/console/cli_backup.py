@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from blocks.backup import DEFAULT_KEY_SECRET, ensure_backup_key
-from medianest_delivery.localstack.archived_cluster import configured_or_stack_prefect
+from medianest_delivery.localstack.prefect_api import configured_or_stack_prefect
 from medianest_delivery.settings import StackSettings
 
 backup_app = typer.Typer(

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from medianest_delivery.localstack.archived_cluster import configured_or_stack_prefect
+from medianest_delivery.localstack.prefect_api import configured_or_stack_prefect
 from medianest_delivery.settings import StackSettings
 
 automations_app = typer.Typer(help="Prefect automations on release and backup events.", no_args_is_help=True)

@@ -158,10 +158,6 @@ class PolicyDecision:
     violations: list[Violation] = field(default_factory=list)
     waived: list[str] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return not self.violations
-
 
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""

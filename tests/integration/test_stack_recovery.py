@@ -23,7 +23,8 @@ import psycopg
 import pytest
 
 from medianest_delivery.backup.pgcluster import LocalCluster, free_port
-from medianest_delivery.localstack.archived_cluster import ArchivedCluster, stack_prefect_settings
+from medianest_delivery.localstack.archived_cluster import ArchivedCluster
+from medianest_delivery.localstack.prefect_api import stack_prefect_settings
 from medianest_delivery.localstack.processes import S3Emulator, project_origin
 from medianest_delivery.localstack.stack import stack_up
 from medianest_delivery.settings import StackSettings
