@@ -134,7 +134,7 @@ def assess_canary(
     """One analysis: query Prometheus, judge, return every measurement with its resolved query."""
     scope = AnalysisScope(environment, component, canary_slot, other_slot(canary_slot), monitoring)
     client = metrics.get_client()
-    observation = observe_step(client, scope, since)
+    observation = observe_step(client, scope, since, thresholds=thresholds)
     decision = assess_canary_step(observation, thresholds)
     logger = get_run_logger()
     for m in decision.measurements:

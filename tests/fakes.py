@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from medianest_delivery.rollout.evidence import Series
 from medianest_delivery.rollout.metrics import Sample
 from medianest_delivery.rollout.router import RouterState
 from medianest_delivery.rollout.runtime import ReplicaInfo, ReplicaSpec
@@ -151,3 +152,40 @@ class FakePrometheus:
         traffic = self._slot(expr)
         points = max(3, int(end - start))
         return {"": [traffic.latency_seconds * (1 + 0.01 * (i % 5)) for i in range(points)]}
+
+    def range_series(self, expr: str, start: float, end: float, step: float) -> list[Series]:
+        """Counter series (one replica) sampled every step: requests, histogram buckets, router responses."""
+        self.queries.append(expr)
+        grid = [start + i * step for i in range(int((end - start) / step) + 1)]
+        if grid[-1] < end:
+            grid.append(end)  # the fake's counters are continuous: the last look sees everything until `end`
+        times = [t for t in grid if t >= self.started]
+
+        def series(labels: dict[str, str], per_second: float) -> Series:
+            return Series({"instance": "fake:1", **labels}, [(t, per_second * (t - self.started)) for t in times])
+
+        if expr.startswith("haproxy_frontend_http_responses_total"):
+            served = sum(t.rate for t in self.slots.values())
+            failed = sum(t.rate * t.error_ratio for t in self.slots.values())
+            return [
+                series({"code": "2xx"}, served - failed),
+                series({"code": "5xx"}, failed + self.router_own_errors_per_second),
+            ]
+        traffic = self._slot(expr)
+        if traffic.rate == 0:
+            return []
+        if expr.startswith("http_requests_total"):
+            return [
+                series({"status": "200"}, traffic.rate * (1 - traffic.error_ratio)),
+                series({"status": "500"}, traffic.rate * traffic.error_ratio),
+            ]
+        if expr.startswith("http_request_duration_seconds_bucket"):
+            bounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, float("inf")]
+            return [
+                series(
+                    {"le": str(b) if b != float("inf") else "+Inf"},
+                    traffic.rate if traffic.latency_seconds <= b else 0.0,
+                )
+                for b in bounds
+            ]
+        return []

@@ -2,16 +2,27 @@
 
 Every failed query becomes an entry in ``StepObservation.errors`` with the
 resolved query kept beside it, so a person can see why each decision was made.
+Counts are read as series over the step's whole interval and summed per series
+(`evidence.summed_increase`): restarted, replaced or dead replicas keep their
+requests and errors.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from medianest_delivery.errors import MetricsUnavailableError
-from medianest_delivery.rollout.judge import Measurement, Phase, SliceCounts, StepObservation
+from medianest_delivery.rollout.evidence import (
+    Series,
+    SlowRequests,
+    summed_increase,
+    threshold_bucket,
+    warmup_ends,
+)
+from medianest_delivery.rollout.judge import CanaryThresholds, Measurement, Phase, SliceCounts, StepObservation
 from medianest_delivery.rollout.metrics import PrometheusClient
 
 # Probes and scrapes are not user traffic.
@@ -40,14 +51,20 @@ class AnalysisScope:
 
 
 def requests_query(scope: AnalysisScope, slot: str, errors_only: bool) -> str:
+    """The slot's request counters, one series per replica and label set (5xx only or all)."""
     extra = 'status=~"5.."' if errors_only else ""
-    return f"sum(http_requests_total{scope.selector(slot, extra)})"
+    return f"http_requests_total{scope.selector(slot, extra)}"
 
 
 def router_query(scope: AnalysisScope, errors_only: bool) -> str:
-    """Responses of the component's HAProxy frontend (HAProxy's exporter), 5xx only or all."""
+    """Response counters of the component's HAProxy frontend (HAProxy's exporter), 5xx only or all."""
     selector = scope.router_selector('code="5xx"' if errors_only else "")
-    return f"sum(haproxy_frontend_http_responses_total{selector})"
+    return f"haproxy_frontend_http_responses_total{selector}"
+
+
+def buckets_query(scope: AnalysisScope) -> str:
+    """The canary's request-duration histogram buckets, one series per replica, label set and bucket."""
+    return f"http_request_duration_seconds_bucket{scope.selector(scope.canary_slot)}"
 
 
 def p95_query(scope: AnalysisScope, window_seconds: int) -> str:
@@ -70,51 +87,107 @@ def alerts_query(environment: str) -> str:
     return f'ALERTS{{alertstate="firing", severity="critical", env="{environment}"}}'
 
 
-def _scalar(client: PrometheusClient, expr: str, at: float | None) -> float:
-    samples = client.query(expr, at)
-    return samples[0].value if samples else 0.0  # no series yet = nothing counted
+def _range_step(since: float, now: float) -> float:
+    """One point per scrape (1 s), coarser only where Prometheus' 11,000 points per series would not do."""
+    return float(max(1, math.ceil((now - since) / 10_000)))
 
 
-def _counts(client: PrometheusClient, scope: AnalysisScope, slot: str, since: float, now: float) -> SliceCounts:
-    return _delta(client, requests_query(scope, slot, False), requests_query(scope, slot, True), since, now)
+def _counts(
+    client: PrometheusClient, expr: str, errors: Callable[[Series], bool], since: float, now: float
+) -> SliceCounts:
+    """Requests and errors between ``since`` and ``now``, each series counted on its own."""
+    step = _range_step(since, now)
+    series = client.range_series(expr, since, now, step)
+    total = summed_increase(series, since, step)
+    failed = summed_increase([s for s in series if errors(s)], since, step)
+    return SliceCounts(max(0, round(total)), max(0, round(failed)))
 
 
-def _delta(client: PrometheusClient, total_expr: str, errors_expr: str, since: float, now: float) -> SliceCounts:
-    """Requests and errors between `since` and `now` from two counter sums."""
-    total = _scalar(client, total_expr, now) - _scalar(client, total_expr, since)
-    errors = _scalar(client, errors_expr, now) - _scalar(client, errors_expr, since)
-    return SliceCounts(max(0, round(total)), max(0, round(errors)))
+def _is_5xx(series: Series) -> bool:
+    return series.labels.get("status", "").startswith("5")
+
+
+def _is_router_5xx(series: Series) -> bool:
+    return series.labels.get("code") == "5xx"
+
+
+def slow_requests(
+    client: PrometheusClient,
+    scope: AnalysisScope,
+    since: float,
+    now: float,
+    limit_seconds: float,
+    warmup_seconds: float,
+) -> SlowRequests:
+    """The canary's requests since ``since`` and those slower than the limit, replicas' warm-ups left out.
+
+    Raises MetricsUnavailableError when the histogram has no bucket at or
+    below the limit (the limit cannot be judged from it).
+    """
+    step = _range_step(since, now)
+    series = client.range_series(buckets_query(scope), since, now, step)
+    by_bucket: dict[float, list[Series]] = {}
+    for s in series:
+        try:
+            by_bucket.setdefault(float(s.labels.get("le", "nan")), []).append(s)
+        except ValueError:
+            continue
+    totals = by_bucket.get(math.inf, [])
+    if not totals:
+        return SlowRequests(0, 0, limit_seconds)
+    bucket = threshold_bucket(by_bucket, limit_seconds)
+    if bucket is None:
+        raise MetricsUnavailableError(
+            f"the request histogram has no bucket at or below {limit_seconds * 1000:g} ms:"
+            f" buckets {sorted(b for b in by_bucket if math.isfinite(b))}"
+        )
+    warm_from = warmup_ends(totals, since, step, warmup_seconds)
+    everything = summed_increase(totals, since, step)
+    judged = summed_increase(totals, since, step, warm_from)
+    fast = summed_increase(by_bucket[bucket], since, step, warm_from)
+    requests = max(0, round(judged))
+    return SlowRequests(
+        requests=requests,
+        slow=min(requests, max(0, round(judged - fast))),
+        bucket_seconds=bucket,
+        excluded_warmup=max(0, round(everything - judged)),
+    )
 
 
 def observe_step(
-    client: PrometheusClient, scope: AnalysisScope, since: float, now: float | None = None
+    client: PrometheusClient,
+    scope: AnalysisScope,
+    since: float,
+    now: float | None = None,
+    thresholds: CanaryThresholds | None = None,
 ) -> StepObservation:
     """Measure canary and stable between ``since`` and ``now`` (unix seconds). Never raises on query failure."""
     now = time.time() if now is None else now
+    limits = thresholds or CanaryThresholds()
     window = max(2, math.ceil(now - since))
     queries = {
-        "error-rate": f"{requests_query(scope, scope.canary_slot, True)} / {requests_query(scope, scope.canary_slot, False)} (delta over {window}s)",
-        "p95-latency": p95_query(scope, window),
+        "error-rate": f"{requests_query(scope, scope.canary_slot, True)} / {requests_query(scope, scope.canary_slot, False)} (increase per series over {window}s)",
+        "p95-latency": f"{buckets_query(scope)} (increase per series over {window}s, le <= {limits.max_p95_seconds}); estimate: {p95_query(scope, window)}",
         "latency-vs-stable": f"{latency_series_query(scope, scope.canary_slot)} vs stable slot {scope.stable_slot}",
         "critical-alerts": alerts_query(scope.environment),
     }
     errors: dict[str, str] = {}
     canary = stable = None
     p95 = None
+    slow = None
     canary_series = stable_series = None
     alerts = None
     try:
-        canary = _counts(client, scope, scope.canary_slot, since, now)
-        stable = _counts(client, scope, scope.stable_slot, since, now)
+        canary = _counts(client, requests_query(scope, scope.canary_slot, False), _is_5xx, since, now)
+        stable = _counts(client, requests_query(scope, scope.stable_slot, False), _is_5xx, since, now)
     except MetricsUnavailableError as exc:
         errors["error-rate"] = errors["error-vs-stable"] = str(exc)
     try:
-        samples = client.query(p95_query(scope, window), now)
-        p95 = samples[0].value if samples else None
-        if p95 is not None and math.isnan(p95) and canary is not None and canary.requests == 0:
-            p95 = None  # histogram_quantile over zero requests: no traffic, not missing data
-        if p95 is None and (canary is None or canary.requests > 0):
+        slow = slow_requests(client, scope, since, now, limits.max_p95_seconds, limits.warmup_seconds)
+        if slow.requests == 0 and slow.excluded_warmup == 0 and canary is not None and canary.requests > 0:
             errors["p95-latency"] = "no latency samples although the canary served requests"
+        samples = client.query(p95_query(scope, window), now)
+        p95 = samples[0].value if samples else None  # the estimate shown beside the verdict
     except MetricsUnavailableError as exc:
         errors["p95-latency"] = str(exc)
     try:
@@ -128,13 +201,25 @@ def observe_step(
         errors["critical-alerts"] = str(exc)
     router = None
     if scope.monitoring:
-        queries["router-errors"] = f"{router_query(scope, True)} / {router_query(scope, False)} (delta over {window}s)"
+        queries["router-errors"] = (
+            f"{router_query(scope, True)} / {router_query(scope, False)} (increase per series over {window}s)"
+        )
         try:
-            router = _delta(client, router_query(scope, False), router_query(scope, True), since, now)
+            router = _counts(client, router_query(scope, False), _is_router_5xx, since, now)
         except MetricsUnavailableError as exc:
             errors["router-errors"] = str(exc)
     return StepObservation(
-        canary, stable, p95, canary_series, stable_series, alerts, queries, errors, router, scope.monitoring
+        canary,
+        stable,
+        p95,
+        canary_series,
+        stable_series,
+        alerts,
+        queries,
+        errors,
+        router,
+        scope.monitoring,
+        slow_requests=slow,
     )
 
 

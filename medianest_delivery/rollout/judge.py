@@ -2,11 +2,14 @@
 
 Like Argo Rollouts' analysis, a failed or empty metric query is data (a
 measurement in phase ERROR), never an exception, and never counts as a pass.
-Unlike fixed-threshold analysis alone, the canary is also compared with the
-stable version on the same window: Mann-Whitney U on the latency time series
-(as Kayenta does) and Fisher's exact test on error counts. The statistical
-tests make detection fast: a canary that fails every request is rejected after
-a handful of requests, without waiting for a minimum sample or a full interval.
+Evidence accumulates over the whole step (see `evidence`). The absolute
+latency criterion is a sequential test on the share of requests slower than
+the limit, read from the request histogram, so a look every few seconds does
+not inflate false rollbacks and one cold request cannot fail a release. The
+canary is also compared with the stable version on the same window:
+Mann-Whitney U on the latency time series (as Kayenta does) and Fisher's exact
+test on error counts. A canary that fails every request is rejected after a
+handful of requests, without waiting for a minimum sample or a full interval.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from scipy import stats
+
+from medianest_delivery.rollout.evidence import BinomialSPRT, SequentialDecision, SlowRequests
+
+# "p95 below the limit" is "fewer than 5% of requests slower than the limit".
+P95_SLOW_SHARE = 0.05
 
 
 class Phase(enum.StrEnum):
@@ -55,6 +63,21 @@ class CanaryThresholds:
     min_failure_errors: int = 3  # errors needed before a failure can be declared early
     max_consecutive_errors: int = 3  # analysis errors in a row before rolling back
     max_inconclusive: int = 10  # waits per step before giving up
+    # The latency test: a canary with this share of requests over max_p95_seconds (its p80 over the
+    # limit) is caught with probability 1 - missed_regression_rate; one at exactly 5% (its p95 at the
+    # limit) is rolled back with probability at most alpha, however often the step is looked at.
+    slow_share_alarm: float = 0.20
+    missed_regression_rate: float = 0.05
+    # A replica's first seconds of traffic are its cold start: left out of the latency test (not the errors).
+    warmup_seconds: float = 3.0
+
+    def __post_init__(self) -> None:
+        self.latency_test()  # names a bad combination when the thresholds are built, not mid-rollout
+        if self.warmup_seconds < 0:
+            raise ValueError(f"warmup_seconds {self.warmup_seconds} must be >= 0")
+
+    def latency_test(self) -> BinomialSPRT:
+        return BinomialSPRT(P95_SLOW_SHARE, self.slow_share_alarm, self.alpha, self.missed_regression_rate)
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,8 @@ class StepObservation:
     router: SliceCounts | None = None
     # A monitoring window after promotion: nothing to compare with, absolute criteria only.
     absolute_only: bool = False
+    # The canary's requests over the latency limit since the step began (histogram buckets).
+    slow_requests: SlowRequests | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +158,9 @@ def measure_error_comparison(obs: StepObservation, t: CanaryThresholds) -> Measu
         return _error("error-vs-stable", obs, threshold)
     query = obs.queries.get("error-rate", "")
     c, s = obs.canary, obs.stable
+    if c.errors > c.requests or s.errors > s.requests:
+        message = f"more errors than requests (canary {c.errors}/{c.requests}, stable {s.errors}/{s.requests})"
+        return Measurement("error-vs-stable", Phase.ERROR, None, threshold, query, message)
     if c.requests == 0 or s.requests == 0:
         return Measurement("error-vs-stable", Phase.INCONCLUSIVE, None, threshold, query, "no traffic on one side")
     table = [[c.errors, c.requests - c.errors], [s.errors, s.requests - s.errors]]
@@ -146,21 +174,43 @@ def measure_error_comparison(obs: StepObservation, t: CanaryThresholds) -> Measu
 
 
 def measure_p95(obs: StepObservation, t: CanaryThresholds) -> Measurement:
+    """The absolute latency criterion as a sequential test on the share of slow requests.
+
+    The p95 estimate is shown; the verdict comes from the counts, so it needs
+    evidence in both directions: a few slow requests among many fast ones wait,
+    a canary that is slow throughout fails after a handful of requests.
+    """
     threshold = f"< {t.max_p95_seconds * 1000:.0f} ms"
-    if obs.canary_p95_seconds is None and "p95-latency" not in obs.errors:
-        # The query worked and found no requests: no traffic yet, not a broken metric.
-        return Measurement(
-            "p95-latency", Phase.INCONCLUSIVE, None, threshold, obs.queries.get("p95-latency", ""), "no requests yet"
-        )
-    if obs.canary_p95_seconds is None or math.isnan(obs.canary_p95_seconds):
-        return _error("p95-latency", obs, threshold)
     query = obs.queries.get("p95-latency", "")
-    phase = Phase.PASSED if obs.canary_p95_seconds < t.max_p95_seconds else Phase.FAILED
-    if phase is Phase.PASSED and obs.canary is not None and obs.canary.requests < t.min_requests:
-        phase = Phase.INCONCLUSIVE
-    return Measurement(
-        "p95-latency", phase, obs.canary_p95_seconds, threshold, query, f"{obs.canary_p95_seconds * 1000:.0f} ms"
+    slow = obs.slow_requests
+    p95 = (
+        obs.canary_p95_seconds if obs.canary_p95_seconds is not None and math.isfinite(obs.canary_p95_seconds) else None
     )
+    if slow is None or "p95-latency" in obs.errors:
+        return _error("p95-latency", obs, threshold)
+    if slow.requests == 0:
+        message = f"{slow.excluded_warmup} requests, all in warm-up" if slow.excluded_warmup else "no requests yet"
+        return Measurement("p95-latency", Phase.INCONCLUSIVE, p95, threshold, query, message)
+    test = t.latency_test()
+    if not 0 <= slow.slow <= slow.requests:
+        return Measurement(
+            "p95-latency", Phase.ERROR, p95, threshold, query, f"{slow.slow} slow of {slow.requests}: counters disagree"
+        )
+    llr = test.log_likelihood_ratio(slow.requests, slow.slow)
+    decision = test.decide(slow.requests, slow.slow)
+    estimate = f"p95 ~{p95 * 1000:.0f} ms, " if p95 is not None else ""
+    message = (
+        f"{estimate}{slow.slow}/{slow.requests} requests over {slow.bucket_seconds * 1000:g} ms"
+        f" (LLR {llr:.2f}; fails at {test.upper:.2f}, passes at {test.lower:.2f})"
+    )
+    if slow.excluded_warmup:
+        message += f", {slow.excluded_warmup} warm-up requests left out"
+    phase = {
+        SequentialDecision.REJECT: Phase.FAILED,
+        SequentialDecision.ACCEPT: Phase.PASSED,
+        SequentialDecision.CONTINUE: Phase.INCONCLUSIVE,
+    }[decision]
+    return Measurement("p95-latency", phase, p95, threshold, query, message)
 
 
 def measure_latency_comparison(obs: StepObservation, t: CanaryThresholds) -> Measurement:
@@ -230,7 +280,8 @@ def assess_canary_step(obs: StepObservation, thresholds: CanaryThresholds) -> St
     """Combine every measurement: any FAILED fails; else any ERROR errs; else any INCONCLUSIVE waits.
 
     >>> ok = SliceCounts(requests=100, errors=0)
-    >>> obs = StepObservation(ok, ok, 0.05, [0.01] * 5, [0.01] * 5, [])
+    >>> fast = SlowRequests(requests=100, slow=0, bucket_seconds=0.2)
+    >>> obs = StepObservation(ok, ok, 0.05, [0.01] * 5, [0.01] * 5, [], slow_requests=fast)
     >>> assess_canary_step(obs, CanaryThresholds()).phase
     <Phase.PASSED: 'passed'>
     """

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from medianest_delivery.errors import MetricsUnavailableError
+from medianest_delivery.rollout.evidence import Series
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,20 @@ class PrometheusClient:
         except (KeyError, TypeError, ValueError) as exc:
             raise MetricsUnavailableError(f"prometheus answer to {expr!r} is garbled: {exc!r}") from exc
         return series
+
+    def range_series(self, expr: str, start: float, end: float, step: float) -> list[Series]:
+        """Every series of a range query with its labels and timestamped points, NaNs dropped."""
+        data = self._get("/api/v1/query_range", {"query": expr, "start": start, "end": end, "step": step})
+        try:
+            return [
+                Series(
+                    dict(result["metric"]),
+                    [(float(t), float(v)) for t, v in result["values"] if not math.isnan(float(v))],
+                )
+                for result in data["result"]
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MetricsUnavailableError(f"prometheus answer to {expr!r} is garbled: {exc!r}") from exc
 
     def ready(self) -> bool:
         try:

@@ -17,6 +17,7 @@ from blocks.delivery import MetricsProvider
 from flows.strategies import RolloutContext, deploy_directly
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG
 from medianest_delivery.errors import MetricsUnavailableError
+from medianest_delivery.rollout.evidence import Series
 from medianest_delivery.rollout.judge import CanaryThresholds
 from tasks.rollout import controller
 from tests.fakes import FakePrometheus, FakeRouter, FakeRuntime
@@ -48,6 +49,9 @@ class DownPrometheus(FakePrometheus):
         raise MetricsUnavailableError("prometheus at http://127.0.0.1:1 unreachable: connection refused")
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> dict[str, list[float]]:
+        raise MetricsUnavailableError("prometheus at http://127.0.0.1:1 unreachable: connection refused")
+
+    def range_series(self, expr: str, start: float, end: float, step: float) -> list[Series]:
         raise MetricsUnavailableError("prometheus at http://127.0.0.1:1 unreachable: connection refused")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from medianest_delivery.rollout.evidence import SlowRequests
 from medianest_delivery.rollout.judge import (
     Action,
     CanaryThresholds,
@@ -18,6 +19,7 @@ from medianest_delivery.rollout.judge import (
 T = CanaryThresholds()
 STABLE = SliceCounts(900, 0)
 HEALTHY = SliceCounts(100, 0)
+FAST = SlowRequests(100, 0, 0.2)
 FLAT = [0.010, 0.011, 0.009, 0.010, 0.012, 0.010, 0.011, 0.010]
 SLOW = [0.300, 0.310, 0.290, 0.305, 0.320, 0.300, 0.295, 0.310]
 
@@ -29,8 +31,11 @@ def obs(
     canary_series: list[float] | None = FLAT,
     stable_series: list[float] | None = FLAT,
     alerts: list[str] | None = None,
+    slow: SlowRequests | None = FAST,
 ) -> StepObservation:
-    return StepObservation(canary, stable, p95, canary_series, stable_series, [] if alerts is None else alerts)
+    return StepObservation(
+        canary, stable, p95, canary_series, stable_series, [] if alerts is None else alerts, slow_requests=slow
+    )
 
 
 @pytest.mark.parametrize(
@@ -41,7 +46,36 @@ def obs(
         ("all-failing canary fails early on few requests", obs(canary=SliceCounts(6, 6)), Phase.FAILED, "error-rate"),
         ("two errors are not yet evidence", obs(canary=SliceCounts(4, 2)), Phase.INCONCLUSIVE, None),
         ("too few requests wait", obs(canary=SliceCounts(10, 0)), Phase.INCONCLUSIVE, None),
-        ("slow p95 fails", obs(p95=0.35, canary_series=SLOW), Phase.FAILED, "p95-latency"),
+        (
+            "slow p95 fails",
+            obs(p95=0.35, canary_series=SLOW, slow=SlowRequests(100, 90, 0.2)),
+            Phase.FAILED,
+            "p95-latency",
+        ),
+        (
+            "a canary slow throughout fails after a handful of requests",
+            obs(canary=SliceCounts(5, 0), slow=SlowRequests(5, 5, 0.2)),
+            Phase.FAILED,
+            "p95-latency",
+        ),
+        (
+            "one or two cold requests among twenty wait for evidence (the CI rollback at 'p95-latency: 282 ms')",
+            obs(canary=SliceCounts(20, 0), p95=0.282, slow=SlowRequests(20, 2, 0.2)),
+            Phase.INCONCLUSIVE,
+            None,
+        ),
+        (
+            "those two slow requests among a hundred pass",
+            obs(p95=0.21, slow=SlowRequests(100, 2, 0.2)),
+            Phase.PASSED,
+            None,
+        ),
+        (
+            "requests all in their replicas' warm-up wait",
+            obs(canary=SliceCounts(12, 0), slow=SlowRequests(0, 0, 0.2, excluded_warmup=12)),
+            Phase.INCONCLUSIVE,
+            None,
+        ),
         (
             "latency shift fails even under the p95 limit",
             obs(p95=0.15, canary_series=[v / 2 for v in SLOW]),
@@ -53,20 +87,35 @@ def obs(
         ("missing latency series is an error", obs(canary_series=None), Phase.ERROR, "latency-vs-stable"),
         (
             "unknown alert state is an error",
-            StepObservation(SliceCounts(100, 0), STABLE, 0.02, FLAT, FLAT, None),
+            StepObservation(SliceCounts(100, 0), STABLE, 0.02, FLAT, FLAT, None, slow_requests=FAST),
             Phase.ERROR,
             "critical-alerts",
         ),
-        ("NaN p95 (broken data) is an error", obs(p95=float("nan")), Phase.ERROR, "p95-latency"),
+        ("a NaN p95 estimate does not decide: the counts do", obs(p95=float("nan")), Phase.PASSED, None),
+        ("no latency histogram is an error", obs(slow=None), Phase.ERROR, "p95-latency"),
+        (
+            "more slow requests than requests (counters disagree) is an error",
+            obs(slow=SlowRequests(10, 12, 0.2)),
+            Phase.ERROR,
+            "p95-latency",
+        ),
+        (
+            "more errors than requests (a counter reset seen raw) is an error, not a crash",
+            obs(canary=SliceCounts(10, 12)),
+            Phase.FAILED,
+            "error-vs-stable",
+        ),
         (
             "no requests yet is inconclusive, not an error",
-            obs(canary=SliceCounts(0, 0), p95=None),
+            obs(canary=SliceCounts(0, 0), p95=None, slow=SlowRequests(0, 0, 0.2)),
             Phase.INCONCLUSIVE,
             None,
         ),
         (
             "missing p95 despite traffic is an error",
-            StepObservation(HEALTHY, STABLE, None, FLAT, FLAT, [], errors={"p95-latency": "no latency samples"}),
+            StepObservation(
+                HEALTHY, STABLE, None, FLAT, FLAT, [], errors={"p95-latency": "no latency samples"}, slow_requests=FAST
+            ),
             Phase.ERROR,
             "p95-latency",
         ),
@@ -159,7 +208,7 @@ def test_split_weights_rejects_bad_input() -> None:
 def test_router_errors_judge_what_clients_saw(name: str, router: SliceCounts, phase: Phase) -> None:
     """In a monitoring window the router's own answers are judged, whatever the app's metrics say."""
     ok = SliceCounts(requests=1000, errors=0)
-    obs = StepObservation(ok, None, 0.05, None, None, [], router=router, absolute_only=True)
+    obs = StepObservation(ok, None, 0.05, None, None, [], router=router, absolute_only=True, slow_requests=FAST)
     decision = assess_canary_step(obs, CanaryThresholds())
     router_measurement = next(m for m in decision.measurements if m.metric == "router-errors")
     assert router_measurement.phase is phase, name
@@ -168,7 +217,7 @@ def test_router_errors_judge_what_clients_saw(name: str, router: SliceCounts, ph
 def test_monitoring_judges_absolute_criteria_only() -> None:
     """After promotion there is no stable traffic to compare with: the comparisons are not measured at all."""
     ok = SliceCounts(requests=1000, errors=0)
-    obs = StepObservation(ok, None, 0.05, None, None, [], router=ok, absolute_only=True)
+    obs = StepObservation(ok, None, 0.05, None, None, [], router=ok, absolute_only=True, slow_requests=FAST)
     decision = assess_canary_step(obs, CanaryThresholds())
     assert [m.metric for m in decision.measurements] == [
         "error-rate",
@@ -182,6 +231,45 @@ def test_monitoring_judges_absolute_criteria_only() -> None:
 def test_missing_router_metrics_are_an_error_not_a_pass() -> None:
     """A router query that failed is an ERROR measurement (held, then rolled back), never silently skipped."""
     ok = SliceCounts(requests=1000, errors=0)
-    obs = StepObservation(ok, None, 0.05, None, None, [], errors={"router-errors": "unreachable"}, absolute_only=True)
+    obs = StepObservation(
+        ok, None, 0.05, None, None, [], errors={"router-errors": "unreachable"}, absolute_only=True, slow_requests=FAST
+    )
     decision = assess_canary_step(obs, CanaryThresholds())
     assert decision.phase is Phase.ERROR
+
+
+def test_latency_test_error_rates_hold_however_often_it_looks() -> None:
+    """Simulated canaries looked at after every 5 requests up to 1,000: the SPRT keeps its stated error rates.
+
+    A canary exactly at the limit (5% of requests slow, its p95 at 200 ms) is
+    rolled back at most alpha (1%) of the time; one with 20% slow is caught at
+    least 1 - beta (95%) of the time. A fixed-size test repeated at every look
+    would roll back far more often than 1%.
+    """
+    import numpy as np
+
+    test = T.latency_test()
+    rng = np.random.default_rng(20261201)
+
+    def rejected_share(slow_share: float, runs: int = 2000) -> float:
+        slow = np.cumsum(rng.random((runs, 1000)) < slow_share, axis=1)
+        rejected = 0
+        for row in slow:
+            for n in range(5, 1001, 5):
+                decision = test.decide(n, int(row[n - 1]))
+                if decision.value != "continue":
+                    rejected += decision.value == "reject"
+                    break
+        return rejected / runs
+
+    assert rejected_share(0.05) <= 0.015
+    assert rejected_share(0.20) >= 0.95
+    assert rejected_share(0.01) <= 0.002  # a healthy canary, a few slow requests: practically never
+
+
+def test_latency_test_settings_are_checked_when_built() -> None:
+    """A latency alarm share at or below the 5% a p95 allows cannot be tested: named at construction."""
+    with pytest.raises(ValueError, match=r"good share 0\.05 < bad share 0\.04"):
+        CanaryThresholds(slow_share_alarm=0.04)
+    with pytest.raises(ValueError, match="warmup_seconds"):
+        CanaryThresholds(warmup_seconds=-1)
