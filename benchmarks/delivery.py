@@ -46,9 +46,9 @@ def main() -> None:
     from flows.deliver import deliver
     from medianest_delivery.appconfig import load_app_config
     from medianest_delivery.errors import RolloutFailedError
+    from medianest_delivery.rollout.app_role import drop_environment_database
     from medianest_delivery.rollout.environment import EnvironmentController
     from medianest_delivery.rollout.loadgen import LoadGenerator
-    from medianest_delivery.rollout.migrations import drop_database
     from medianest_delivery.rollout.runtime import DockerRuntime
 
     app_config = str(ROOT / "examples" / "medianest" / "delivery.yaml")
@@ -111,7 +111,7 @@ def main() -> None:
             last_blue = max(o.at for o in switch.outcomes if o.version == "1.0.0")
         finally:
             env.tear_down()
-            drop_database(env.database_url())
+            drop_environment_database(env.database_url())
 
     print(f"\n{'measure':<58}{'value':>14}  target")
     rows = [

@@ -14,14 +14,15 @@ from blocks.delivery import MetricsProvider
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.errors import MetricsUnavailableError, StackError
 from medianest_delivery.rollout.analysis import AnalysisScope, ChartPoint, StepAssessment, observe_step, p95_query
+from medianest_delivery.rollout.app_role import app_role_name, drop_environment_database
 from medianest_delivery.rollout.environment import EnvironmentController, SlotRelease
 from medianest_delivery.rollout.judge import CanaryThresholds, SliceCounts, assess_canary_step
 from medianest_delivery.rollout.metrics import PrometheusClient
-from medianest_delivery.rollout.migrations import drop_database
 from medianest_delivery.rollout.router import HAProxyRouter, Router
 from medianest_delivery.rollout.runtime import DockerRuntime, Runtime
 from medianest_delivery.rollout.topology import other_slot
 from medianest_delivery.settings import StackSettings
+from tasks.app_database import app_database_password, forget_app_database_password
 from tasks.locks import ensure_lock
 
 
@@ -38,7 +39,12 @@ def router_for(settings: StackSettings, environment: str) -> Router:
 def controller(environment: str, app_config: str, docker_host: DockerHost) -> EnvironmentController:
     settings = StackSettings()
     return EnvironmentController(
-        environment, load_app_config(app_config), runtime_for(docker_host), settings, router_for(settings, environment)
+        environment,
+        load_app_config(app_config),
+        runtime_for(docker_host),
+        settings,
+        router_for(settings, environment),
+        app_password=app_database_password,
     )
 
 
@@ -207,7 +213,8 @@ def prepare_rollout_lock(environment: str, flow_run_id: str, supersede: bool) ->
 
 @task(name="tear-down-preview", task_run_name="tear down {environment}")
 def tear_down_preview(environment: str, app_config: str, docker_host: DockerHost) -> None:
-    """Remove a preview environment: replicas, router, and its database."""
+    """Remove a preview environment: replicas, router, its database, app role and the role's password."""
     env = controller(environment, app_config, docker_host)
     env.tear_down()
-    drop_database(env.database_url())
+    drop_environment_database(env.database_url())
+    forget_app_database_password(app_role_name(env.database_url()))

@@ -22,12 +22,14 @@ from medianest_delivery.localstack.processes import (
     S3Emulator,
 )
 from medianest_delivery.localstack.routers import EnvironmentRouters
+from medianest_delivery.localstack.system_postgres import SystemPostgres
 from medianest_delivery.settings import StackSettings
 
 
 def components(settings: StackSettings) -> list[StackComponent]:
-    """In start order: the base image needs dockerd."""
+    """In start order: the base image needs dockerd; the Prefect server needs PostgreSQL's passwords."""
     return [
+        SystemPostgres(settings),
         DockerEngine(settings),
         RegistryServer(settings),
         PrefectServer(settings),

@@ -7,11 +7,13 @@ that describe what should be running (and `reconcile` can restore it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from medianest_delivery.appconfig import AppConfig, Component
 from medianest_delivery.errors import StackError
+from medianest_delivery.rollout.app_role import app_database_url, app_role_name, ensure_app_role
 from medianest_delivery.rollout.judge import split_weights
 from medianest_delivery.rollout.metrics import write_scrape_targets
 from medianest_delivery.rollout.previews import plan_for, release_preview
@@ -32,14 +34,23 @@ class SlotRelease:
 
 class EnvironmentController:
     def __init__(
-        self, name: str, config: AppConfig, runtime: Runtime, settings: StackSettings, router: Router | None = None
+        self,
+        name: str,
+        config: AppConfig,
+        runtime: Runtime,
+        settings: StackSettings,
+        router: Router | None = None,
+        app_password: Callable[[str], str] | None = None,
     ) -> None:
+        """``app_password`` gives the password of an app database role (by role name): replicas connect as
+        that role, never as ours. Without it, replicas that need ``{database_url}`` cannot start."""
         self.name = name
         self.config = config
         self.runtime = runtime
         self.settings = settings
         self.plan: EnvironmentPlan = plan_for(name, settings.routers_dir)
         self.router: Router = router or HAProxyRouter(settings.routers_dir, name)
+        self.app_password = app_password
 
     # -- state -------------------------------------------------------------
     def state(self) -> RouterState:
@@ -56,7 +67,17 @@ class EnvironmentController:
         return self.plan.router_url(self.index(component))
 
     def database_url(self) -> str:
+        """Our own (migrating, administering) connection to the environment's database: never given to replicas."""
         return self.config.database_url(self.name)
+
+    def app_database_url(self) -> str:
+        """What replicas get: the environment's app role, its password, its database only."""
+        if self.app_password is None:
+            raise StackError(f"{self.name}: no source for the app database password; replicas cannot get a role")
+        admin = self.database_url()
+        password = self.app_password(app_role_name(admin))
+        ensure_app_role(admin, password)
+        return app_database_url(admin, password)
 
     def stable_slot(self, component: str) -> str:
         return self.state().backends[component].stable_slot
@@ -78,8 +99,10 @@ class EnvironmentController:
     # -- replicas ----------------------------------------------------------
     def component_env(self, component: Component, extra: dict[str, str]) -> dict[str, str]:
         values: dict[str, str] = {}
+        needs_database = any("{database_url}" in template for template in component.env.values())
+        database_url = self.app_database_url() if needs_database else ""
         for key, template in component.env.items():
-            value = template.replace("{database_url}", self.database_url()).replace("{environment}", self.name)
+            value = template.replace("{database_url}", database_url).replace("{environment}", self.name)
             for other in self.config.components:
                 value = value.replace(f"{{router_url:{other.name}}}", self.router_url(other.name))
             values[key] = value

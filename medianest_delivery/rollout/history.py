@@ -101,6 +101,10 @@ def ensure_database(dsn: str) -> None:
     admin = psycopg.conninfo.make_conninfo(dsn, dbname="postgres")
     with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+        # Only our role (and superusers) may connect: app roles share this server.
+        conn.execute(
+            psycopg.sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(psycopg.sql.Identifier(name))
+        )
     with psycopg.connect(dsn, connect_timeout=3) as conn:
         conn.execute(SCHEMA)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -38,17 +39,25 @@ def discover_migrations(directory: Path) -> list[Migration]:
     return migrations
 
 
+# The ledger of applied migrations: written by our role only (app roles get no privilege on it).
+MIGRATIONS_TABLE = "schema_migrations"
+
+
 def pending(migrations: list[Migration], applied: set[str]) -> list[Migration]:
     return [m for m in migrations if m.version not in applied]
 
 
 def create_database(dsn: str) -> None:
+    """Create the database if missing; only roles granted CONNECT (and superusers) may connect to it."""
     name = str(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
     admin = psycopg.conninfo.make_conninfo(dsn, dbname="postgres")
     with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # created concurrently by another task
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        # PostgreSQL lets every role connect to every database by default; app roles get CONNECT on theirs only.
+        conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
 
 
 def drop_database(dsn: str) -> None:
@@ -60,10 +69,13 @@ def drop_database(dsn: str) -> None:
 
 def applied_versions(dsn: str) -> set[str]:
     with psycopg.connect(dsn, connect_timeout=3) as conn:
+        ledger = sql.Identifier(MIGRATIONS_TABLE)
         conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ DEFAULT now())"
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ DEFAULT now())"
+            ).format(ledger)
         )
-        return {row[0] for row in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        return {row[0] for row in conn.execute(sql.SQL("SELECT version FROM {}").format(ledger)).fetchall()}
 
 
 def apply_migrations(dsn: str, migrations: list[Migration]) -> list[str]:
@@ -75,7 +87,10 @@ def apply_migrations(dsn: str, migrations: list[Migration]) -> list[str]:
                 conn.execute(migration.text.encode())
             except psycopg.Error as exc:
                 raise ConfigError(f"migration {migration.version} failed: {exc}") from exc
-            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (migration.version,))
+            conn.execute(
+                sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(sql.Identifier(MIGRATIONS_TABLE)),
+                (migration.version,),
+            )
         done.append(migration.version)
     return done
 

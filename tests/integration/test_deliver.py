@@ -27,9 +27,9 @@ from medianest_delivery.errors import DeliveryError, RolloutFailedError, Verific
 from medianest_delivery.release.manifest import ReleaseManifest
 from medianest_delivery.release.signing_keys import generate_key_pair, load_private_key
 from medianest_delivery.release.trust import sign_manifest
+from medianest_delivery.rollout.app_role import drop_environment_database
 from medianest_delivery.rollout.history import ReleaseHistory, ensure_database
 from medianest_delivery.rollout.loadgen import LoadGenerator, LoadReport
-from medianest_delivery.rollout.migrations import drop_database
 from medianest_delivery.rollout.previews import plan_for
 from medianest_delivery.rollout.runtime import REPLICA_PIDS_LIMIT, DockerRuntime
 from medianest_delivery.settings import StackSettings
@@ -73,7 +73,7 @@ def tear_down(name: str) -> None:
 
     env = controller(name, str(SAMPLE_APP / "delivery.yaml"), docker_host())
     env.tear_down()
-    drop_database(env.database_url())
+    drop_environment_database(env.database_url())
 
 
 TEST_PREVIEWS = ("preview-it", "preview-feature-it-")
@@ -158,6 +158,55 @@ def test_good_release_goes_10_to_100_and_is_promoted(environment: str, releases:
         True,
         ["ALL"],
     )
+
+
+# Runs inside a backend replica (its own Python, psycopg and network): what can the app reach?
+REPLICA_PROBE = """
+import json, os, psycopg
+url = os.environ["DATABASE_URL"]
+server = url.rsplit("/", 1)[0]
+found = {}
+def attempt(name, action):
+    try:
+        action()
+        found[name] = "allowed"
+    except Exception as exc:
+        found[name] = type(exc).__name__
+def run(target, statement):
+    with psycopg.connect(target, connect_timeout=3) as conn:
+        return conn.execute(statement).fetchall()
+attempt("superuser-without-password", lambda: run("host=127.0.0.1 port=5432 user=postgres dbname=postgres", "SELECT 1"))
+attempt("release-history", lambda: run(server + "/medianest_delivery", "SELECT 1"))
+attempt("prefect-database", lambda: run(server + "/prefect", "SELECT 1"))
+attempt("write-media", lambda: run(url, "INSERT INTO media (title, kind) VALUES ('probe', 'movie') RETURNING id"))
+attempt("create-table", lambda: run(url, "CREATE TABLE probe (id int)"))
+attempt("migrations-ledger", lambda: run(url, "DELETE FROM schema_migrations RETURNING version"))
+found["superuser"] = run(url, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0][0]
+print(json.dumps(found))
+"""
+
+
+def test_replicas_connect_as_their_environments_own_role_and_reach_nothing_else(environment: str) -> None:
+    """Regression (issue 11.8): replicas got our superuser URL with no password, on the server that holds the
+    release history and Prefect's database. Now: the environment's app role with a password (from a Secret block),
+    its own tables' rows only; TCP connections need a password, so `postgres` without one is refused."""
+    client = docker.DockerClient(base_url=StackSettings().docker_host)
+    replica = next(r for r in DockerRuntime(client).list(environment) if r.component == "backend")
+    container = client.containers.get(replica.name)
+    env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+    role = f"medianest_{environment.replace('-', '_')}_app"
+    assert env["DATABASE_URL"].startswith(f"postgresql://{role}:")
+    exit_code, output = container.exec_run(["python3", "-c", REPLICA_PROBE])
+    assert exit_code == 0, output.decode()
+    assert json.loads(output.decode().strip().splitlines()[-1]) == {
+        "superuser-without-password": "OperationalError",
+        "release-history": "OperationalError",
+        "prefect-database": "OperationalError",
+        "write-media": "allowed",
+        "create-table": "InsufficientPrivilege",
+        "migrations-ledger": "InsufficientPrivilege",
+        "superuser": False,
+    }
 
 
 def test_bad_release_rolls_back_and_clients_only_saw_the_canary_share(
