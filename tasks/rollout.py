@@ -20,7 +20,7 @@ from medianest_delivery.rollout.judge import CanaryThresholds, SliceCounts, asse
 from medianest_delivery.rollout.metrics import PrometheusClient
 from medianest_delivery.rollout.router import HAProxyRouter, Router
 from medianest_delivery.rollout.runtime import DockerRuntime, Runtime
-from medianest_delivery.rollout.topology import other_slot
+from medianest_delivery.rollout.topology import SLOTS, other_slot
 from medianest_delivery.settings import StackSettings
 from tasks.app_database import app_database_password, forget_app_database_password
 from tasks.locks import ensure_lock
@@ -217,4 +217,5 @@ def tear_down_preview(environment: str, app_config: str, docker_host: DockerHost
     env = controller(environment, app_config, docker_host)
     env.tear_down()
     drop_environment_database(env.database_url())
-    forget_app_database_password(app_role_name(env.database_url()))
+    for slot in SLOTS:
+        forget_app_database_password(app_role_name(env.database_url(), slot))

@@ -128,10 +128,13 @@ class SystemPostgres:
             raise StackError(f"{hba_file} has {errors} rules PostgreSQL cannot read; not reloading")
         self._as_superuser("SELECT pg_reload_conf()")
         # Every role may connect to every database unless told otherwise: app roles share this server.
+        # The `postgres` maintenance database stays open (it holds nothing; tools connect there first).
         self._as_superuser(
-            "DO $$ DECLARE db text; BEGIN FOR db IN SELECT datname FROM pg_database WHERE NOT datistemplate LOOP"
+            "DO $$ DECLARE db text; BEGIN FOR db IN SELECT datname FROM pg_database"
+            " WHERE NOT datistemplate AND datname <> 'postgres' LOOP"
             " EXECUTE format('REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC', db); END LOOP; END $$"
         )
+        self._as_superuser("GRANT CONNECT, TEMPORARY ON DATABASE postgres TO PUBLIC")
         problem = self._tcp_login()
         if problem:
             raise StackError(f"PostgreSQL at {self.where()} refuses our role over TCP after the switch: {problem}")

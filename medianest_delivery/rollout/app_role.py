@@ -1,6 +1,9 @@
-"""Each environment's app gets its own database role: its database only, rows only, with a password.
+"""Each environment's app gets its own database roles: its database only, rows only, with a password.
 
-Replicas never see our superuser connection string. The role may connect to
+Replicas never see our superuser connection string. Each slot has its own
+role (``<database>_app_a``, ``..._b``): deploying into one slot sets only that
+role's password, so the other slot's running replicas keep connecting while
+the candidate starts, and credentials can rotate with every release. A role may connect to
 its environment's database alone (CONNECT is revoked from PUBLIC on every
 database we create), read and write the app's tables, and nothing else: no
 DDL, no other database, not the migrations' ledger, no superuser, no role or
@@ -16,30 +19,33 @@ from psycopg import sql
 
 from medianest_delivery.errors import ConfigError
 from medianest_delivery.rollout.migrations import MIGRATIONS_TABLE, create_database, drop_database
+from medianest_delivery.rollout.topology import SLOTS
 
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently: refuse instead
 
 
-def app_role_name(admin_dsn: str) -> str:
-    """``<database>_app`` for the database the DSN names.
+def app_role_name(admin_dsn: str, slot: str) -> str:
+    """``<database>_app_<slot>`` for the database the DSN names.
 
-    >>> app_role_name("postgresql://postgres@127.0.0.1:5432/medianest_production")
-    'medianest_production_app'
+    >>> app_role_name("postgresql://postgres@127.0.0.1:5432/medianest_production", "a")
+    'medianest_production_app_a'
     """
     database = str(psycopg.conninfo.conninfo_to_dict(admin_dsn).get("dbname") or "")
     if not database:
         raise ConfigError("the environment's database URL names no database")
-    role = f"{database}_app"
+    if slot not in SLOTS:
+        raise ConfigError(f"unknown slot {slot!r}; slots are {SLOTS}")
+    role = f"{database}_app_{slot}"
     if len(role) > MAX_IDENTIFIER:
         raise ConfigError(f"app role {role!r} is longer than PostgreSQL's {MAX_IDENTIFIER} characters")
     return role
 
 
-def ensure_app_role(admin_dsn: str, password: str) -> str:
-    """Create or update the environment's app role with ``password`` and exactly its privileges; returns its name."""
+def ensure_app_role(admin_dsn: str, slot: str, password: str) -> str:
+    """Create or update the slot's app role with ``password`` and exactly its privileges; returns its name."""
     if len(password) < 16:
         raise ConfigError("an app database password must be at least 16 characters")
-    role = app_role_name(admin_dsn)
+    role = app_role_name(admin_dsn, slot)
     database = str(psycopg.conninfo.conninfo_to_dict(admin_dsn)["dbname"])
     create_database(admin_dsn)
     ident = sql.Identifier(role)
@@ -73,23 +79,24 @@ def ensure_app_role(admin_dsn: str, password: str) -> str:
     return role
 
 
-def app_database_url(admin_dsn: str, password: str) -> str:
-    """The URL replicas get: the app role and its password, same server and database as ``admin_dsn``.
+def app_database_url(admin_dsn: str, slot: str, password: str) -> str:
+    """The URL a slot's replicas get: its app role and password, same server and database as ``admin_dsn``.
 
-    >>> app_database_url("postgresql://postgres@127.0.0.1:5432/medianest_staging", "p@ss word-0123456789")
-    'postgresql://medianest_staging_app:p%40ss%20word-0123456789@127.0.0.1:5432/medianest_staging'
+    >>> app_database_url("postgresql://postgres@127.0.0.1:5432/medianest_staging", "b", "p@ss word-0123456789")
+    'postgresql://medianest_staging_app_b:p%40ss%20word-0123456789@127.0.0.1:5432/medianest_staging'
     """
     info = psycopg.conninfo.conninfo_to_dict(admin_dsn)
     host, port, database = info.get("host") or "127.0.0.1", info.get("port") or "5432", info["dbname"]
-    role = app_role_name(admin_dsn)
+    role = app_role_name(admin_dsn, slot)
     return (
         f"postgresql://{quote(role, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(str(database), safe='')}"
     )
 
 
 def drop_environment_database(admin_dsn: str) -> None:
-    """Drop the environment's database, then its app role (nothing else may depend on the role)."""
+    """Drop the environment's database, then its app roles (nothing else may depend on them)."""
     drop_database(admin_dsn)
     admin = psycopg.conninfo.make_conninfo(admin_dsn, dbname="postgres")
     with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(app_role_name(admin_dsn))))
+        for slot in SLOTS:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(app_role_name(admin_dsn, slot))))

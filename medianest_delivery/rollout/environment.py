@@ -70,14 +70,14 @@ class EnvironmentController:
         """Our own (migrating, administering) connection to the environment's database: never given to replicas."""
         return self.config.database_url(self.name)
 
-    def app_database_url(self) -> str:
-        """What replicas get: the environment's app role, its password, its database only."""
+    def app_database_url(self, slot: str) -> str:
+        """What a slot's replicas get: the slot's app role, its password, the environment's database only."""
         if self.app_password is None:
             raise StackError(f"{self.name}: no source for the app database password; replicas cannot get a role")
         admin = self.database_url()
-        password = self.app_password(app_role_name(admin))
-        ensure_app_role(admin, password)
-        return app_database_url(admin, password)
+        password = self.app_password(app_role_name(admin, slot))
+        ensure_app_role(admin, slot, password)
+        return app_database_url(admin, slot, password)
 
     def stable_slot(self, component: str) -> str:
         return self.state().backends[component].stable_slot
@@ -97,10 +97,10 @@ class EnvironmentController:
         return state
 
     # -- replicas ----------------------------------------------------------
-    def component_env(self, component: Component, extra: dict[str, str]) -> dict[str, str]:
+    def component_env(self, component: Component, slot: str, extra: dict[str, str]) -> dict[str, str]:
         values: dict[str, str] = {}
         needs_database = any("{database_url}" in template for template in component.env.values())
-        database_url = self.app_database_url() if needs_database else ""
+        database_url = self.app_database_url(slot) if needs_database else ""
         for key, template in component.env.items():
             value = template.replace("{database_url}", database_url).replace("{environment}", self.name)
             for other in self.config.components:
@@ -121,7 +121,7 @@ class EnvironmentController:
                 image=release.image,
                 port=self.plan.replica_port(self.index(release.component), release.slot, i),
                 version=release.version,
-                env=self.component_env(component, extra_env),
+                env=self.component_env(component, release.slot, extra_env),
             )
             for i in range(release.replicas)
         ]

@@ -194,7 +194,7 @@ def test_replicas_connect_as_their_environments_own_role_and_reach_nothing_else(
     replica = next(r for r in DockerRuntime(client).list(environment) if r.component == "backend")
     container = client.containers.get(replica.name)
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
-    role = f"medianest_{environment.replace('-', '_')}_app"
+    role = f"medianest_{environment.replace('-', '_')}_app_{replica.slot}"
     assert env["DATABASE_URL"].startswith(f"postgresql://{role}:")
     exit_code, output = container.exec_run(["python3", "-c", REPLICA_PROBE])
     assert exit_code == 0, output.decode()
