@@ -180,7 +180,10 @@ def measure_p95(obs: StepObservation, t: CanaryThresholds) -> Measurement:
     evidence in both directions: a few slow requests among many fast ones wait,
     a canary that is slow throughout fails after a handful of requests.
     """
-    threshold = f"< {t.max_p95_seconds * 1000:.0f} ms"
+    threshold = (
+        f"< {t.max_p95_seconds * 1000:.0f} ms (SPRT: {P95_SLOW_SHARE:.0%} vs {t.slow_share_alarm:.0%} slow,"
+        f" alpha {t.alpha:g}, beta {t.missed_regression_rate:g})"
+    )
     query = obs.queries.get("p95-latency", "")
     slow = obs.slow_requests
     p95 = (
