@@ -262,6 +262,43 @@ def query_rows(query: str) -> list[tuple[Any, ...]]:
         return list(conn.execute(query.encode()).fetchall())
 
 
+def test_canary_errors_survive_a_replica_restart_mid_step(environment: str, releases: dict[str, Path]) -> None:
+    """Regression (issue 12.1): a step's errors were a raw counter sum at its end minus one at its start, so a
+    canary replica that restarted mid-step reset its counters and hid the errors it had served. Now each series
+    counts its own increase: after a real restart, Prometheus-side errors still match what clients got."""
+    from medianest_delivery.release.manifest import load_release_manifest
+    from medianest_delivery.rollout.analysis import AnalysisScope, observe_step
+    from medianest_delivery.rollout.environment import SlotRelease
+    from medianest_delivery.rollout.metrics import PrometheusClient
+    from medianest_delivery.rollout.topology import other_slot
+
+    settings = StackSettings()
+    image = {i.component: i.reference for i in load_release_manifest(releases["1.1.0"]).images}["backend"]
+    env = controller(environment, str(REPO / "examples/medianest/delivery.yaml"), docker_host())
+    stable = env.stable_slot("backend")
+    candidate = other_slot(stable)
+    specs = env.start_slot(SlotRelease("backend", candidate, image, "1.1.0", 2), {"MEDIANEST_ERROR_RATE": "0.2"})
+    assert env.wait_healthy(specs, 60) == {}
+    time.sleep(2)  # Prometheus scrapes the new targets
+    since = time.time()
+    env.set_weights("backend", 50, 2)
+    load = LoadGenerator(f"{router(environment)}/api/media", 40, 1200, 30).start()
+    time.sleep(8)
+    docker.DockerClient(base_url=settings.docker_host).containers.get(specs[0].name).restart(timeout=1)
+    assert env.wait_healthy(specs, 60) == {}
+    time.sleep(6)
+    report = load.stop()
+    time.sleep(3)  # the last requests' scrape
+    scope = AnalysisScope(environment, "backend", candidate, stable)
+    observation = observe_step(PrometheusClient(settings.prometheus_url), scope, since)
+    served_500 = sum(1 for o in report.outcomes if o.status == 500)
+    assert served_500 >= 20, "the canary served errors on both sides of the restart"
+    assert observation.canary is not None
+    # Scrapes lose at most what a replica served in its last second before the restart.
+    assert observation.canary.errors >= 0.8 * served_500, (observation.canary, served_500)
+    assert observation.canary.errors <= served_500
+
+
 def test_slow_release_fails_on_latency(environment: str, releases: dict[str, Path]) -> None:
     backend, frontend = loads(environment)
     try:
