@@ -149,7 +149,7 @@ def run_sequential(app_config: str, namespace: str, work: Path) -> dict[str, Any
                 component.name, built, registry.image_name(component.name), tags, registry, docker_host
             )
             reference = f"{registry.image_name(component.name)}@{digest}"
-            scan = scan_image.fn(component.name, reference, cache, str(work / "seq"), True)
+            scan = scan_image.fn(component.name, reference, cache, str(work / "seq"), True, registry)
             gate_security.fn(
                 "images",
                 [scan],

@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr
 
 from medianest_delivery.release.registry import RegistryClient
 from medianest_delivery.release.trust import is_loopback_host
+from medianest_delivery.settings import StackSettings
 
 
 class OciRegistry(Block):
@@ -33,15 +34,28 @@ class OciRegistry(Block):
     def image_name(self, component: str) -> str:
         return f"{self.host}/{self.repository(component)}"
 
+    def credentials(self) -> tuple[str, str] | None:
+        """The block's own user and password; for the local stack's registry with none set, the stack's.
+
+        Read at use time from the stack's 0600 file, so no copy is ever stored in a block document.
+        """
+        if self.username and self.password:
+            return self.username, self.password.get_secret_value()
+        if self.username is None and self.password is None:
+            stack = StackSettings()
+            if self.host == stack.registry_host:
+                return stack.registry_credentials()
+        return None
+
     def get_client(self) -> RegistryClient:
-        return RegistryClient(
-            self.host,
-            username=self.username,
-            password=self.password.get_secret_value() if self.password else None,
-            insecure=self.plain_http,
-        )
+        user, password = self.credentials() or (None, None)
+        return RegistryClient(self.host, username=user, password=password, insecure=self.plain_http)
 
     def docker_auth(self) -> dict[str, str] | None:
-        if self.username and self.password:
-            return {"username": self.username, "password": self.password.get_secret_value()}
-        return None
+        credentials = self.credentials()
+        return {"username": credentials[0], "password": credentials[1]} if credentials else None
+
+    def trivy_env(self) -> dict[str, str]:
+        """What trivy reads its registry credentials from (the environment, never its command line)."""
+        credentials = self.credentials()
+        return {"TRIVY_USERNAME": credentials[0], "TRIVY_PASSWORD": credentials[1]} if credentials else {}

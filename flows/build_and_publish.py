@@ -187,7 +187,13 @@ def build_and_publish(
         digests[c.name] = push_image.submit(c.name, built, registry.image_name(c.name), tags, registry, docker_host)
         reference = image_reference.submit(registry.image_name(c.name), digests[c.name])
         image_scans[c.name] = scan_image.submit(
-            c.name, reference, trivy_cache, str(out_dir), registry.plain_http, database=trivy_db_state(trivy_cache)
+            c.name,
+            reference,
+            trivy_cache,
+            str(out_dir),
+            registry.plain_http,
+            registry=registry,
+            database=trivy_db_state(trivy_cache),
         )
         sboms[c.name] = generate_sbom.submit(c.name, reference, image_scans[c.name], str(out_dir / "sbom"))
         scan_attestations[c.name] = record_image_scan.submit(

@@ -20,6 +20,13 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer port") from exc
 
 
+def _read_secret(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Locations and ports of the embedded local stack (all on 127.0.0.1)."""
@@ -53,7 +60,34 @@ class StackSettings:
 
     @property
     def prefect_api_url(self) -> str:
-        return os.environ.get("PREFECT_API_URL") or f"http://127.0.0.1:{self.prefect_port}/api"
+        return os.environ.get("PREFECT_API_URL") or self.stack_prefect_api_url
+
+    @property
+    def stack_prefect_api_url(self) -> str:
+        """The local stack's own Prefect server (whatever PREFECT_API_URL says)."""
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def prefect_auth_file(self) -> Path:
+        """The stack's Prefect API credentials, `user:password` (0600): the server requires them."""
+        return self.state_dir / "secrets" / "prefect-api-auth"
+
+    @property
+    def registry_credentials_file(self) -> Path:
+        """The stack's registry credentials, `user:password` (0600): the registry requires them."""
+        return self.state_dir / "secrets" / "registry-credentials"
+
+    def prefect_auth_string(self) -> str | None:
+        """`user:password` for the stack's Prefect server, once `stack up` has made it."""
+        return _read_secret(self.prefect_auth_file)
+
+    def registry_credentials(self) -> tuple[str, str] | None:
+        """(user, password) for the stack's registry, once `stack up` has made them."""
+        value = _read_secret(self.registry_credentials_file)
+        if value is None or ":" not in value:
+            return None
+        user, password = value.split(":", 1)
+        return user, password
 
     @property
     def trivy_cache_dir(self) -> Path:

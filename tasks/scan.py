@@ -14,6 +14,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
+from blocks.registry import OciRegistry
 from medianest_delivery.errors import ConfigError, GateFailedError
 from medianest_delivery.proc import run_command, which_or_raise
 from medianest_delivery.release.findings import (
@@ -136,10 +137,12 @@ def scan_image(
     cache_dir: str,
     out_dir: str,
     insecure: bool,
-    env: dict[str, str] | None = None,
+    registry: OciRegistry | None = None,
     database: str = "",
 ) -> dict[str, Any]:
     """trivy image on the pushed image, by digest: secrets, licenses (+vulns with a DB).
+
+    The registry's credentials reach trivy through its environment, never its command line.
 
     The full report (every package listed) is kept as ``<component>.trivy.json``
     so that SBOMs are converted from it instead of analysing the image again.
@@ -149,6 +152,7 @@ def scan_image(
     args = ["image", "--image-src", "remote", "--offline-scan", "--skip-db-update", "--skip-check-update"]
     if insecure:
         args.append("--insecure")
+    env = registry.trivy_env() if registry is not None else None
     report = _run_trivy([*args, "--list-all-pkgs", "--scanners", ",".join(scanners), reference], cache_dir, env)
     report_path = Path(out_dir) / f"{component}.trivy.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)

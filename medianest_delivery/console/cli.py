@@ -16,7 +16,13 @@ from medianest_delivery.console.cli_backup import backup_app
 from medianest_delivery.console.cli_ops import automations_app
 from medianest_delivery.errors import DeliveryError
 from medianest_delivery.localstack.prefect_api import stack_prefect_settings
-from medianest_delivery.localstack.stack import export_environment, stack_down, stack_status, stack_up
+from medianest_delivery.localstack.stack import (
+    export_environment,
+    shell_exports,
+    stack_down,
+    stack_status,
+    stack_up,
+)
 from medianest_delivery.settings import StackSettings
 
 app = typer.Typer(help="MediaNest delivery pipelines on Prefect 3.", no_args_is_help=True)
@@ -80,8 +86,8 @@ def stack_up_command(
     settings = StackSettings()
     _bring_stack_up(settings, set(only) if only else None)
     _print_status(settings)
-    for key, value in export_environment(settings).items():
-        console.print(f"export {key}={value}")
+    for line in shell_exports(settings):
+        console.print(line, markup=False, highlight=False)
 
 
 @stack_app.command("down")
@@ -101,8 +107,8 @@ def stack_status_command() -> None:
 @stack_app.command("env")
 def stack_env_command() -> None:
     """Print shell exports that point docker and Prefect clients at the stack."""
-    for key, value in export_environment(StackSettings()).items():
-        typer.echo(f"export {key}={value}")
+    for line in shell_exports(StackSettings()):
+        typer.echo(line)
 
 
 @app.command("build")

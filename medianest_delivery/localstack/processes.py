@@ -19,6 +19,7 @@ import httpx
 
 from medianest_delivery.errors import StackError
 from medianest_delivery.localstack.component import ComponentStatus
+from medianest_delivery.localstack.credentials import ensure_credentials, htpasswd_line, htpasswd_matches
 from medianest_delivery.proc import process_runs, which_or_raise
 from medianest_delivery.settings import PROJECT_ROOT, StackSettings
 
@@ -212,18 +213,49 @@ class DockerEngine(_ManagedProcess):
 
 
 class RegistryServer(_ManagedProcess):
-    """Debian's docker-registry (distribution v2) serving on 127.0.0.1."""
+    """Debian's docker-registry (distribution v2) serving on 127.0.0.1, htpasswd auth required.
+
+    Every request needs the stack's credentials (pushes and pulls alike: an image
+    can hold what only the release's readers should see); replicas have none.
+    """
 
     name = "registry"
+    user = "medianest-ci"
 
     def where(self) -> str:
         return f"http://{self.settings.registry_host}"
 
     def probe(self) -> bool:
+        """Serving: the API answers, with our credentials (401 without them is what we want)."""
+        credentials = self.settings.registry_credentials()
         try:
-            return httpx.get(f"{self.where()}/v2/", timeout=2).status_code == 200
+            return httpx.get(f"{self.where()}/v2/", timeout=2, auth=credentials).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def stale_reason(self) -> str:
+        """A registry we started before authentication existed still answers anonymously: restart it."""
+        if self.our_pid() is None:
+            return ""
+        try:
+            anonymous = httpx.get(f"{self.where()}/v2/", timeout=2).status_code
+        except httpx.HTTPError:
+            return ""
+        return "answers without credentials" if anonymous == 200 else ""
+
+    def start(self) -> None:
+        self._write_htpasswd()
+        super().start()
+
+    def _write_htpasswd(self) -> Path:
+        user, password = ensure_credentials(self.settings.registry_credentials_file, self.user).split(":", 1)
+        path = self.settings.state_dir / "registry" / "htpasswd"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not (path.is_file() and htpasswd_matches(path.read_text(), user, password)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(htpasswd_line(user, password))
+        return path
 
     def config_path(self) -> Path:
         path = self.settings.state_dir / "registry" / "config.yml"
@@ -234,6 +266,10 @@ class RegistryServer(_ManagedProcess):
             "storage:\n"
             f"  filesystem:\n    rootdirectory: {self.settings.state_dir / 'registry' / 'data'}\n"
             "  delete:\n    enabled: true\n"
+            "auth:\n"
+            "  htpasswd:\n"
+            "    realm: medianest-registry\n"
+            f"    path: {self._write_htpasswd()}\n"
             "http:\n"
             f"  addr: {self.settings.registry_host}\n"
         )
@@ -268,6 +304,17 @@ class PrefectServer(_ManagedProcess):
         except httpx.HTTPError:
             return False
 
+    def stale_reason(self) -> str:
+        """Ours from another checkout, or started before the API required credentials: restart it."""
+        reason = super().stale_reason()
+        if reason or self.our_pid() is None:
+            return reason
+        try:
+            anonymous = httpx.post(f"{self.where()}/api/flows/count", json={}, timeout=5).status_code
+        except httpx.HTTPError:
+            return ""
+        return "its API answers without credentials" if anonymous == 200 else ""
+
     def startup_timeout(self) -> float:
         return 120.0
 
@@ -280,12 +327,18 @@ class PrefectServer(_ManagedProcess):
             "PREFECT_SERVER_API_HOST": "127.0.0.1",
             "PREFECT_SERVER_API_PORT": str(self.settings.prefect_port),
             "PREFECT_UI_API_URL": f"{self.where()}/api",
+            # Basic auth on the whole API but /health: replicas on the same loopback cannot read Secret blocks.
+            "PREFECT_SERVER_API_AUTH_STRING": self.auth_string(),
+            "PREFECT_API_AUTH_STRING": self.auth_string(),  # the server's own clients (automation actions)
             **(
                 {"PREFECT_API_DATABASE_CONNECTION_URL": self.settings.prefect_database_url}
                 if self.settings.prefect_database_url
                 else {}
             ),
         }
+
+    def auth_string(self) -> str:
+        return ensure_credentials(self.settings.prefect_auth_file, "medianest")
 
     def argv(self) -> list[str]:
         prefect = Path(sys.executable).parent / "prefect"

@@ -7,12 +7,14 @@ stops, in reverse, only the processes this project started. Everything binds to
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 
 from medianest_delivery.localstack.archived_cluster import ArchivedCluster
 from medianest_delivery.localstack.base_image import BaseImage
 from medianest_delivery.localstack.component import ComponentStatus, StackComponent
+from medianest_delivery.localstack.prefect_api import prefect_client_env
 from medianest_delivery.localstack.processes import (
     DockerEngine,
     PrefectServer,
@@ -72,5 +74,15 @@ def stack_status(settings: StackSettings) -> list[ComponentStatus]:
 
 
 def export_environment(settings: StackSettings) -> dict[str, str]:
-    """Variables that point docker clients and Prefect at this stack."""
-    return {"DOCKER_HOST": settings.docker_host, "PREFECT_API_URL": settings.prefect_api_url}
+    """Variables that point docker clients and Prefect (with the server's credentials) at this stack."""
+    return {"DOCKER_HOST": settings.docker_host, **prefect_client_env(settings)}
+
+
+def shell_exports(settings: StackSettings) -> list[str]:
+    """`export` lines for a shell; secrets are read from their 0600 files when the shell runs them, never printed."""
+    lines = []
+    for key, value in export_environment(settings).items():
+        if key == "PREFECT_API_AUTH_STRING":
+            value = f'"$(cat {shlex.quote(str(settings.prefect_auth_file))})"'
+        lines.append(f"export {key}={value}")
+    return lines

@@ -186,5 +186,10 @@ class RegistryClient:
 
     @staticmethod
     def _raise_for(response: httpx.Response, what: str) -> None:
+        if response.status_code == 401:
+            raise RegistryError(
+                f"{what} failed: HTTP 401, the registry wants credentials that were not given or are wrong"
+                " (the OciRegistry block's username and password)"
+            )
         if response.status_code >= 400:
             raise RegistryError(f"{what} failed: HTTP {response.status_code} {response.text[:200]}")

@@ -4,7 +4,6 @@ each make the server POST a notification to a webhook (a receiver on loopback)."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ import pytest
 
 from medianest_delivery.localstack.stack import stack_up
 from medianest_delivery.settings import StackSettings
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, stack_prefect_env
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +48,7 @@ def test_rollback_and_failed_validation_notify(receiver: tuple[str, list[dict[st
     url, received = receiver
     settings = StackSettings()
     stack_up(settings, {"prefect-server"})
-    env = {**os.environ, "PREFECT_API_URL": settings.prefect_api_url}
+    env = stack_prefect_env(settings)
     block = f"it-notify-{uuid.uuid4().hex[:6]}"
     applied = subprocess.run(
         [

@@ -102,7 +102,7 @@ def test_sboms_are_written_and_attached(release: ReleaseManifest) -> None:
 
 def test_image_carries_oci_labels_and_runs_non_root(release: ReleaseManifest, local_stack: StackSettings) -> None:
     client = docker.DockerClient(base_url=local_stack.docker_host)
-    image = client.images.pull(release.image("backend").reference)
+    image = client.images.pull(release.image("backend").reference, auth_config=registry_for(release).docker_auth())
     labels = image.labels
     assert labels["org.opencontainers.image.revision"] == release.git_sha
     assert labels["org.opencontainers.image.version"] == "1.0.0"

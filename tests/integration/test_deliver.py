@@ -162,8 +162,9 @@ def test_good_release_goes_10_to_100_and_is_promoted(environment: str, releases:
 
 # Runs inside a backend replica (its own Python, psycopg and network): what can the app reach?
 REPLICA_PROBE = """
-import json, os, psycopg
+import json, os, sys, urllib.error, urllib.request, psycopg
 url = os.environ["DATABASE_URL"]
+prefect_api, registry = sys.argv[1], sys.argv[2]
 server = url.rsplit("/", 1)[0]
 found = {}
 def attempt(name, action):
@@ -182,21 +183,39 @@ attempt("write-media", lambda: run(url, "INSERT INTO media (title, kind) VALUES 
 attempt("create-table", lambda: run(url, "CREATE TABLE probe (id int)"))
 attempt("migrations-ledger", lambda: run(url, "DELETE FROM schema_migrations RETURNING version"))
 found["superuser"] = run(url, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0][0]
+def http(method, target, body=None):
+    request = urllib.request.Request(target, data=body, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+found["read-secret-blocks"] = http("POST", prefect_api + "/block_documents/filter", b'{"include_secrets": true}')
+found["start-a-flow-run"] = http("POST", prefect_api + "/deployments/filter", b"{}")
+found["push-image"] = http("POST", registry + "/v2/medianest/backend/blobs/uploads/")
+found["list-images"] = http("GET", registry + "/v2/_catalog")
 print(json.dumps(found))
 """
 
 
 def test_replicas_connect_as_their_environments_own_role_and_reach_nothing_else(environment: str) -> None:
     """Regression (issue 11.8): replicas got our superuser URL with no password, on the server that holds the
-    release history and Prefect's database. Now: the environment's app role with a password (from a Secret block),
-    its own tables' rows only; TCP connections need a password, so `postgres` without one is refused."""
+    release history and Prefect's database, and reached the Prefect API (Secret blocks) and the registry on
+    loopback. Now: the environment's app role with a password (from a Secret block), its own tables' rows only;
+    TCP connections need a password, so `postgres` without one is refused; the Prefect API and the registry
+    answer 401 without the stack's credentials, which replicas never get."""
     client = docker.DockerClient(base_url=StackSettings().docker_host)
     replica = next(r for r in DockerRuntime(client).list(environment) if r.component == "backend")
     container = client.containers.get(replica.name)
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
     role = f"medianest_{environment.replace('-', '_')}_app_{replica.slot}"
     assert env["DATABASE_URL"].startswith(f"postgresql://{role}:")
-    exit_code, output = container.exec_run(["python3", "-c", REPLICA_PROBE])
+    stack = StackSettings()
+    assert not any(
+        value in json.dumps(env) for value in (stack.prefect_auth_string(), *(stack.registry_credentials() or ()))
+    )
+    probe = ["python3", "-c", REPLICA_PROBE, stack.stack_prefect_api_url, f"http://{stack.registry_host}"]
+    exit_code, output = container.exec_run(probe)
     assert exit_code == 0, output.decode()
     assert json.loads(output.decode().strip().splitlines()[-1]) == {
         "superuser-without-password": "OperationalError",
@@ -206,6 +225,10 @@ def test_replicas_connect_as_their_environments_own_role_and_reach_nothing_else(
         "create-table": "InsufficientPrivilege",
         "migrations-ledger": "InsufficientPrivilege",
         "superuser": False,
+        "read-secret-blocks": 401,
+        "start-a-flow-run": 401,
+        "push-image": 401,
+        "list-images": 401,
     }
 
 
@@ -659,7 +682,7 @@ def test_prefect_ui_shows_the_latest_deliver_run_its_tasks_and_canary_chart(
     from playwright.sync_api import sync_playwright
 
     from medianest_delivery.localstack.stack import stack_up
-    from tests.helpers import REPO_ROOT
+    from tests.helpers import REPO_ROOT, stack_prefect_env
 
     settings = StackSettings()
     stack_up(settings, {"prefect-server"})
@@ -676,7 +699,7 @@ def test_prefect_ui_shows_the_latest_deliver_run_its_tasks_and_canary_chart(
         done = subprocess.run(
             [sys.executable, "-c", script, str(releases["1.1.0"]), environment, json.dumps(FAST)],
             cwd=REPO_ROOT,
-            env={**os.environ, "PREFECT_API_URL": settings.prefect_api_url},
+            env=stack_prefect_env(settings),
             capture_output=True,
             text=True,
             timeout=600,
@@ -699,6 +722,9 @@ def test_prefect_ui_shows_the_latest_deliver_run_its_tasks_and_canary_chart(
         )
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            # What the UI's login form stores once a user has typed the API's credentials.
+            auth = json.dumps(settings.prefect_auth_string())
+            page.add_init_script(f"window.localStorage.setItem('prefect-password', btoa({auth}))")
             page.goto(f"{ui}/flows", wait_until="networkidle")
             page.get_by_role("link", name="deliver", exact=True).first.click()
             page.wait_for_load_state("networkidle")

@@ -18,7 +18,7 @@ import yaml
 
 from medianest_delivery.localstack.stack import stack_up
 from medianest_delivery.settings import StackSettings
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, stack_prefect_client, stack_prefect_env
 
 pytestmark = pytest.mark.integration
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -35,7 +35,7 @@ EXPECTED_SCHEDULES = {
 
 
 def stack_env(settings: StackSettings) -> dict[str, str]:
-    return {**os.environ, "PREFECT_API_URL": settings.prefect_api_url, "MEDIANEST_DELIVERY_HOME": str(REPO_ROOT)}
+    return stack_prefect_env(settings, MEDIANEST_DELIVERY_HOME=str(REPO_ROOT))
 
 
 def prefect_cli(argv: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -44,11 +44,9 @@ def prefect_cli(argv: list[str], env: dict[str, str], timeout: float = 300) -> s
     )
 
 
-def api_client(url: str) -> Any:
-    """A client for `url`: prefect read its settings at import, so point it there explicitly."""
-    from prefect.client.orchestration import SyncPrefectClient
-
-    return SyncPrefectClient(url)
+def api_client(settings: StackSettings) -> Any:
+    """A client of the stack's server: prefect read its settings at import, so point it there explicitly."""
+    return stack_prefect_client(settings)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +65,7 @@ def deployed(settings: StackSettings) -> dict[str, Any]:
     ):
         done = prefect_cli(argv, env)
         assert done.returncode == 0, done.stdout + done.stderr
-    with api_client(settings.prefect_api_url) as client:
+    with api_client(settings) as client:
         flows = {f.id: f.name for f in client.read_flows()}
         return {f"{flows[d.flow_id]}/{d.name}": d for d in client.read_deployments()}
 
@@ -140,7 +138,7 @@ def test_a_cli_run_completes_on_the_worker_with_its_artifacts(worker: str, setti
     assert match, done.stdout
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    with api_client(settings.prefect_api_url) as client:
+    with api_client(settings) as client:
         run = client.read_flow_run(match.group(1))
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))

@@ -6,6 +6,7 @@ import json
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from prefect import flow
 
@@ -29,13 +30,30 @@ DIGEST = "sha256:" + "12" * 32
 def test_artifact_round_trip(local_stack: StackSettings) -> None:
     repo = f"it-{uuid.uuid4().hex[:8]}/roundtrip"
     layers = [Layer(SIMPLE_SIGNING_MEDIA_TYPE, b'{"a":1}', {"k": "v"}), Layer(CYCLONEDX_MEDIA_TYPE, b"{}", {})]
-    with RegistryClient(local_stack.registry_host) as client:
+    with OciRegistry(host=local_stack.registry_host).get_client() as client:  # the stack's credentials
         client.ping()
         manifest_digest = client.push_artifact(repo, "v1", layers)
         assert client.resolve(repo, "v1") == manifest_digest
         assert client.pull_artifact_layers(repo, "v1") == layers
         assert client.pull_artifact_layers(repo, "missing") == []
         assert client.get_manifest(repo, manifest_digest) is not None
+
+
+def test_the_stack_registry_refuses_anyone_without_its_credentials(local_stack: StackSettings) -> None:
+    """The registry shares loopback with the app's replicas: no push, no pull, no catalog without credentials."""
+    repo = f"it-{uuid.uuid4().hex[:8]}/anonymous"
+    layers = [Layer(CYCLONEDX_MEDIA_TYPE, b"{}", {})]
+    with RegistryClient(local_stack.registry_host) as anonymous, pytest.raises(RegistryError, match="401"):
+        anonymous.push_artifact(repo, "v1", layers)
+    with (
+        RegistryClient(local_stack.registry_host, username="medianest-ci", password="guessed") as wrong,
+        pytest.raises(RegistryError, match="401"),
+    ):
+        wrong.push_artifact(repo, "v1", layers)
+    assert httpx.get(f"http://{local_stack.registry_host}/v2/_catalog").status_code == 401
+    with OciRegistry(host=local_stack.registry_host).get_client() as ours:
+        ours.push_artifact(repo, "v1", layers)
+        assert ours.pull_artifact_layers(repo, "v1") == layers
 
 
 def test_registry_down_is_a_clear_error() -> None:
@@ -55,7 +73,8 @@ def test_attach_survives_a_registry_that_fails_twice(
     repo = f"it-{uuid.uuid4().hex[:8]}/flaky"
 
     with FlakyProxy(local_stack.registry_host, failures=2) as proxy:
-        registry = OciRegistry(host=proxy.address, namespace="")
+        user, password = local_stack.registry_credentials() or ("", "")
+        registry = OciRegistry(host=proxy.address, namespace="", username=user, password=password)
 
         @flow
         def attach_once() -> str:
@@ -64,5 +83,5 @@ def test_attach_survives_a_registry_that_fails_twice(
         tag = attach_once()
     assert proxy.failed == 2
     assert tag == signature_tag(DIGEST, "sbom")
-    with RegistryClient(local_stack.registry_host) as client:
+    with OciRegistry(host=local_stack.registry_host).get_client() as client:
         assert client.pull_artifact_layers(repo, tag)[0].data == sbom.read_bytes()

@@ -15,7 +15,7 @@ import pytest
 
 from medianest_delivery.localstack.stack import stack_up
 from medianest_delivery.settings import StackSettings
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, stack_prefect_client, stack_prefect_env
 
 pytestmark = pytest.mark.integration
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -28,18 +28,17 @@ def test_two_workers_share_a_batch_of_runs(tmp_path: Path) -> None:
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/prefect") as conn:
         assert conn.execute("SELECT count(*) FROM deployment").fetchone() is not None  # Prefect's own tables
 
-    from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from medianest_delivery.localstack.prefect_api import stack_prefect_settings
     from tests.worker_flows import record_worker
 
     pool = f"it-shared-{uuid.uuid4().hex[:6]}"
     out = tmp_path / "runs"
     out.mkdir()
-    env = {**os.environ, "PREFECT_API_URL": settings.prefect_api_url, "PREFECT_WORKER_QUERY_SECONDS": "1"}
-    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
-        with SyncPrefectClient(settings.prefect_api_url) as client:
+    env = stack_prefect_env(settings, PREFECT_WORKER_QUERY_SECONDS="1")
+    with stack_prefect_settings(settings):
+        with stack_prefect_client(settings) as client:
             client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
         deployment_id = record_worker.from_source(
             source=str(REPO_ROOT), entrypoint="tests/worker_flows.py:record_worker"
@@ -56,7 +55,7 @@ def test_two_workers_share_a_batch_of_runs(tmp_path: Path) -> None:
         for n in (1, 2)
     ]
     try:
-        with SyncPrefectClient(settings.prefect_api_url) as client:
+        with stack_prefect_client(settings) as client:
             runs = [
                 client.create_flow_run_from_deployment(deployment_id, parameters={"out_dir": str(out)})
                 for _ in range(8)
@@ -76,6 +75,6 @@ def test_two_workers_share_a_batch_of_runs(tmp_path: Path) -> None:
             os.killpg(worker.pid, signal.SIGTERM)
         for worker in workers:
             worker.wait(30)
-        with SyncPrefectClient(settings.prefect_api_url) as client:
+        with stack_prefect_client(settings) as client:
             client.delete_deployment(deployment_id)
             client.delete_work_pool(pool)

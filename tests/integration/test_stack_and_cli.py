@@ -84,8 +84,9 @@ def test_build_from_a_fresh_shell_runs_on_the_stacks_server(local_stack: StackSe
     """
     import os
 
-    from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from tests.helpers import stack_prefect_client
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
@@ -96,6 +97,6 @@ def test_build_from_a_fresh_shell_runs_on_the_stacks_server(local_stack: StackSe
     assert "temporary server" not in output
     run_ids = {line.rsplit("/", 1)[-1].strip() for line in output.splitlines() if "/runs/flow-run/" in line}
     assert run_ids, output
-    with SyncPrefectClient(local_stack.prefect_api_url) as client:
+    with stack_prefect_client(local_stack) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(run_ids))))
     assert [run.name for run in runs], f"none of {run_ids} is on the stack's server"

@@ -52,6 +52,10 @@ def cluster_env(
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    # The same stack's Prefect server, so the same credentials in the second state dir.
+    secrets = StackSettings().prefect_auth_file
+    secrets.parent.mkdir(parents=True, mode=0o700)
+    secrets.write_text(local_stack.prefect_auth_file.read_text())
     yield env
     stop_archived_cluster(StackSettings())
     shutil.rmtree(clusters, ignore_errors=True)

@@ -13,7 +13,8 @@ from tests.helpers import REPO_ROOT
 
 
 def settings_in(tmp_path: Path) -> StackSettings:
-    return dataclasses.replace(StackSettings(), state_dir=tmp_path)
+    """A state dir of its own, and ports nothing listens on (not the real stack's servers)."""
+    return dataclasses.replace(StackSettings(), state_dir=tmp_path, prefect_port=9, registry_port=9)
 
 
 def record(component: PrefectServer | Pushgateway, origin: dict[str, str]) -> None:

@@ -72,3 +72,4 @@ def test_workflows_run_deployments_that_exist_and_wait_for_them() -> None:
         assert text.count("--watch --watch-timeout") == len(runs), f"{workflow.name}: every run waits"
         assert "secrets.PREFECT_API_URL" in text
         assert "secrets.PREFECT_API_KEY" in text
+        assert "secrets.PREFECT_API_AUTH_STRING" in text  # a self-hosted server requires credentials

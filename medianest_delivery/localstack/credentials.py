@@ -1,0 +1,52 @@
+"""The stack's own service credentials: made once, kept 0600, never overwritten, never printed.
+
+The Prefect server serves Secret blocks and the registry accepts pushes; the app's
+replicas share the host's loopback with both, so neither may answer anonymously.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import bcrypt
+
+
+def ensure_credentials(path: Path, user: str) -> str:
+    """`user:password` from ``path``, made (0600, in a 0700 directory) on first use and kept thereafter."""
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        if ":" not in existing:
+            raise ValueError(f"{path} holds no `user:password` line; remove it to make new credentials")
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = f"{user}:{secrets.token_urlsafe(24)}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another `stack up` made it first: theirs stands
+        return ensure_credentials(path, user)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    return value
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    """One htpasswd entry in the only format the registry accepts (bcrypt)."""
+    if not user or ":" in user or "\n" in user:
+        raise ValueError(f"registry user {user!r} must be non-empty, without ':' or newlines")
+    return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()}\n"
+
+
+def htpasswd_matches(line: str, user: str, password: str) -> bool:
+    """Whether an htpasswd entry is ``user``'s with ``password`` (so an unchanged file is not rewritten)."""
+    name, _, hashed = line.strip().partition(":")
+    if name != user or not hashed:
+        return False
+    try:
+        return bcrypt.checkpw(password.encode(), hashed.encode())
+    except ValueError:
+        return False
