@@ -25,7 +25,8 @@ def test_credentials_are_made_once_private_and_never_overwritten(stack: StackSet
     """First use makes `user:password` in a 0600 file in a 0700 directory; later uses read the same value."""
     first = ensure_credentials(stack.prefect_auth_file, "medianest")
     user, password = first.split(":", 1)
-    assert user == "medianest" and len(password) >= 32
+    assert user == "medianest"
+    assert len(password) >= 32
     assert stat.S_IMODE(stack.prefect_auth_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(stack.prefect_auth_file.parent.stat().st_mode) == 0o700
     assert ensure_credentials(stack.prefect_auth_file, "someone-else") == first
@@ -45,7 +46,8 @@ def test_a_credentials_file_without_a_user_is_an_error_not_replaced(stack: Stack
 def test_htpasswd_entries_are_bcrypt_and_checked() -> None:
     """The registry accepts only bcrypt; an unchanged password is recognised, a changed one is not."""
     line = htpasswd_line("medianest-ci", "s3cret")
-    assert line.startswith("medianest-ci:$2b$") and line.endswith("\n")
+    assert line.startswith("medianest-ci:$2b$")
+    assert line.endswith("\n")
     assert htpasswd_matches(line, "medianest-ci", "s3cret")
     assert not htpasswd_matches(line, "medianest-ci", "other")
     assert not htpasswd_matches(line, "someone", "s3cret")
