@@ -9,7 +9,7 @@ and keeps the schema).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prefect.logging import get_run_logger
@@ -60,12 +60,22 @@ def _analyse_until_decided(
     since: float,
     max_seconds: float | None,
     monitoring: bool = False,
+    proof_required: bool = False,
 ) -> LoopVerdict:
     """The analysis loop of one step, each analysis an `assess-canary-step` task run, every measurement recorded."""
 
     def assess(analysis: int) -> StepAssessment:
         result = assess_canary(
-            ctx.environment, component, canary_slot, since, step, analysis, ctx.thresholds, ctx.metrics, monitoring
+            ctx.environment,
+            component,
+            canary_slot,
+            since,
+            step,
+            analysis,
+            ctx.thresholds,
+            ctx.metrics,
+            monitoring,
+            proof_required,
         )
         ctx.measurements += [
             {
@@ -134,6 +144,8 @@ def rollout_canary(ctx: RolloutContext, component: str, image: str, steps: list[
     logger = get_run_logger()
     outcome = ComponentOutcome(component, RolloutOutcome.PROMOTED)
     canary_slot = deploy_candidate(ctx, component, image)
+    # The error rate must be proven below the limit before all traffic moves: at the last analysed step.
+    last_analysed = max((n for n, w in enumerate(steps, start=1) if w < 100), default=0)
     for step, weight in enumerate(steps, start=1):
         moved = set_traffic(ctx.environment, ctx.app_config, component, weight, ctx.replicas, ctx.docker_host)
         outcome.weights.append(weight)
@@ -141,7 +153,9 @@ def rollout_canary(ctx: RolloutContext, component: str, image: str, steps: list[
             outcome.first_traffic_at = moved["at"]
         if weight >= 100:
             break  # full traffic: the monitoring window judges it after promotion
-        verdict = _analyse_until_decided(ctx, component, canary_slot, step, weight, moved["at"], None)
+        verdict = _analyse_until_decided(
+            ctx, component, canary_slot, step, weight, moved["at"], None, proof_required=step == last_analysed
+        )
         if verdict.action is not Action.NEXT_STEP:
             outcome.action = RolloutOutcome.FROZEN if verdict.action is Action.FREEZE else RolloutOutcome.ROLLED_BACK
             outcome.reason = f"step {step} at {weight}%: " + "; ".join(verdict.reasons)
@@ -166,8 +180,8 @@ def rollout_blue_green(ctx: RolloutContext, component: str, image: str) -> Compo
 def monitor_promoted(ctx: RolloutContext, component: str, window_seconds: float) -> tuple[bool, str]:
     """Judge the promoted slot on absolute criteria for ``window_seconds``, clients' view included; (healthy, reason).
 
-    Healthy needs evidence: at least one analysis in the window must pass (which
-    takes `min_requests` requests), and the router's answers count (a release
+    Healthy needs evidence: at least one analysis in the window must pass (the
+    latency test accepts, no error test rejects), and the router's answers count (a release
     whose replicas died after their health check makes HAProxy answer 503 while
     the app's own metrics show nothing). A window that ends with no data is not
     healthy. `window_seconds <= 0` skips the window (previews, rollbacks to an
@@ -176,17 +190,14 @@ def monitor_promoted(ctx: RolloutContext, component: str, window_seconds: float)
     if window_seconds <= 0:
         return True, ""
     stable_slot = controller(ctx.environment, ctx.app_config, ctx.docker_host).stable_slot(component)
-    monitor_ctx = replace(ctx, thresholds=replace(ctx.thresholds, max_inconclusive=10_000))
     started = time.time()
-    verdict = _analyse_until_decided(
-        monitor_ctx, component, stable_slot, 0, 100, started, window_seconds, monitoring=True
-    )
+    verdict = _analyse_until_decided(ctx, component, stable_slot, 0, 100, started, window_seconds, monitoring=True)
     if verdict.action in (Action.ROLLBACK, Action.FREEZE):
         return False, "monitoring window: " + "; ".join(verdict.reasons)
     if verdict.passed == 0:
         return False, (
             f"monitoring window: no evidence, none of {verdict.analyses} analyses in {window_seconds:.0f}s passed "
-            f"(fewer than {ctx.thresholds.min_requests} requests, or no metrics)"
+            "(too few requests for the latency test, or no metrics)"
         )
     return True, ""
 

@@ -136,20 +136,24 @@ def assess_canary(
     thresholds: CanaryThresholds,
     metrics: MetricsProvider,
     monitoring: bool = False,
+    proof_required: bool = False,
 ) -> StepAssessment:
     """One analysis: query Prometheus, judge, return every measurement with its resolved query."""
     scope = AnalysisScope(environment, component, canary_slot, other_slot(canary_slot), monitoring)
     client = metrics.get_client()
-    observation = observe_step(client, scope, since, thresholds=thresholds)
+    observation = observe_step(client, scope, since, thresholds=thresholds, proof_required=proof_required)
     decision = assess_canary_step(observation, thresholds)
     logger = get_run_logger()
     for m in decision.measurements:
         logger.info("%s %s: %s (%s) %s", component, m.metric, m.phase.value, m.threshold, m.message)
+    if decision.outlook is not None:
+        logger.info("%s step %s: %s", component, step, decision.outlook.describe())
     return StepAssessment(
         phase=decision.phase,
         reasons=decision.reasons,
         measurements=decision.measurements,
         canary_requests=observation.canary.requests if observation.canary else None,
+        outlook=decision.outlook,
         chart=ChartPoint(
             canary_error_rate=_rate(observation.canary),
             stable_error_rate=_rate(observation.stable),

@@ -73,8 +73,9 @@ def run_delivery_demo(console: Console, settings: StackSettings, app_config: str
             print_release_summary(console, manifest, settings)
             # Stage 3 once, before the demo's own production load starts (it would skew the performance check).
             validate_in_staging(release_manifest=manifest, app_config=app_config)
-        api = LoadGenerator(f"http://127.0.0.1:{plan.router_port(0)}/api/media", 50, 15000, 300).start()
-        web = LoadGenerator(f"http://127.0.0.1:{plan.router_port(1)}/", 10, 3000, 300).start()
+        # Production-like traffic for as long as a rollout may take with the judge's default settings.
+        api = LoadGenerator(f"http://127.0.0.1:{plan.router_port(0)}/api/media", 50, 45000, 900).start()
+        web = LoadGenerator(f"http://127.0.0.1:{plan.router_port(1)}/", 10, 9000, 900).start()
         started = time.monotonic()
         try:
             summary = deliver(
@@ -84,8 +85,6 @@ def run_delivery_demo(console: Console, settings: StackSettings, app_config: str
                 app_config=app_config,
                 staging_environment=None,
                 fault_injection=fault,
-                thresholds={"min_requests": 20},
-                monitoring_seconds=5,
             )
         except RolloutFailedError as exc:
             summary = exc.summary

@@ -22,7 +22,14 @@ from medianest_delivery.rollout.evidence import (
     threshold_bucket,
     warmup_ends,
 )
-from medianest_delivery.rollout.judge import CanaryThresholds, Measurement, Phase, SliceCounts, StepObservation
+from medianest_delivery.rollout.judge import (
+    CanaryThresholds,
+    Measurement,
+    Phase,
+    SliceCounts,
+    StepObservation,
+    VerdictOutlook,
+)
 from medianest_delivery.rollout.metrics import PrometheusClient
 
 # Probes and scrapes are not user traffic.
@@ -160,8 +167,12 @@ def observe_step(
     since: float,
     now: float | None = None,
     thresholds: CanaryThresholds | None = None,
+    proof_required: bool = False,
 ) -> StepObservation:
-    """Measure canary and stable between ``since`` and ``now`` (unix seconds). Never raises on query failure."""
+    """Measure canary and stable between ``since`` and ``now`` (unix seconds). Never raises on query failure.
+
+    ``proof_required``: the step's error rate must be proven, not merely not rejected (the last step).
+    """
     now = time.time() if now is None else now
     limits = thresholds or CanaryThresholds()
     window = max(2, math.ceil(now - since))
@@ -220,6 +231,8 @@ def observe_step(
         router,
         scope.monitoring,
         slow_requests=slow,
+        proof_required=proof_required,
+        seconds_since_step_start=max(0.0, now - since),
     )
 
 
@@ -249,3 +262,4 @@ class StepAssessment:
     measurements: list[Measurement]
     canary_requests: int | None
     chart: ChartPoint
+    outlook: VerdictOutlook | None = None  # an undecided step: how far from a verdict

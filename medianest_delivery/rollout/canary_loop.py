@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from medianest_delivery.rollout.analysis import StepAssessment
-from medianest_delivery.rollout.judge import Action, CanaryThresholds, Phase, decide_action
+from medianest_delivery.rollout.judge import Action, CanaryThresholds, Phase, decide_action, traffic_shortfall
 
 
 class StepAssessor(Protocol):
@@ -51,20 +51,27 @@ def analyse_until_decided(
     that stop before the limit only hold the step); ERROR, ERROR, ERROR give
     ROLLBACK after 3.
     """
-    errors_in_a_row = waits = analysis = passed = 0
-    deadline = None if max_seconds is None else clock() + max_seconds
+    errors_in_a_row = analysis = passed = 0
+    started = clock()
+    deadline = None if max_seconds is None else started + max_seconds
     while True:
         sleep(interval_seconds)
         analysis += 1
         result = assess(analysis)
         passed += result.phase is Phase.PASSED
         errors_in_a_row = errors_in_a_row + 1 if result.phase is Phase.ERROR else 0
-        waits = waits + 1 if result.phase is Phase.INCONCLUSIVE else waits
-        action = decide_action(result.phase, errors_in_a_row, waits, thresholds, not backward_compatible)
+        # A window has its own end; a step has a deadline that traffic may not let it meet.
+        shortfall = (
+            traffic_shortfall(result.outlook, clock() - started, thresholds)
+            if deadline is None and result.phase is Phase.INCONCLUSIVE
+            else None
+        )
+        action = decide_action(result.phase, errors_in_a_row, thresholds, not backward_compatible, shortfall)
         if action is Action.NEXT_STEP and deadline is not None:
             action = Action.WAIT  # a window is judged to its end, not to its first pass
         if action is not Action.WAIT:
-            reasons = result.reasons or [f"{result.phase.value} after {analysis} analyses"]
+            reasons = [shortfall] if shortfall else result.reasons
+            reasons = reasons or [f"{result.phase.value} after {analysis} analyses"]
             return LoopVerdict(action, reasons, analysis, passed)
         if deadline is not None and clock() > deadline:
             return LoopVerdict(Action.NEXT_STEP, [], analysis, passed)  # window over with nothing wrong

@@ -178,5 +178,15 @@ class BinomialSPRT:
 
     def trials_to_accept(self) -> int:
         """Requests with no bad one the test needs before it accepts: the least evidence a pass takes."""
+        return self.more_trials_to_accept(0, 0)
+
+    def more_trials_to_accept(self, trials: int, bad: int) -> int:
+        """Good trials still needed, from here, before the test accepts (0 once it has).
+
+        >>> BinomialSPRT(0.001, 0.005, 0.01, 0.05).more_trials_to_accept(0, 0)
+        745
+        >>> BinomialSPRT(0.001, 0.005, 0.01, 0.05).more_trials_to_accept(500, 1)
+        647
+        """
         per_good = math.log((1 - self.bad_share) / (1 - self.good_share))
-        return math.ceil(self.lower / per_good)
+        return max(0, math.ceil((self.lower - self.log_likelihood_ratio(trials, bad)) / per_good))

@@ -57,12 +57,19 @@ class CanaryThresholds:
 
     max_error_rate: float = 0.001  # canary error rate below 0.1%
     max_p95_seconds: float = 0.2  # canary p95 below 200 ms
-    min_requests: int = 50  # before a step may pass
-    alpha: float = 0.01  # significance level of both statistical tests
+    alpha: float = 0.01  # false rollback rate of every test, however often the step is looked at
     latency_tolerance: float = 0.10  # canary median may exceed stable's by 10% before it counts
-    min_failure_errors: int = 3  # errors needed before a failure can be declared early
     max_consecutive_errors: int = 3  # analysis errors in a row before rolling back
-    max_inconclusive: int = 10  # waits per step before giving up
+    # The error tests: a canary failing this many times the limit (0.5%), or this many times as often as
+    # stable, is caught with probability 1 - missed_regression_rate; one at the limit passes with 1 - alpha.
+    error_rate_alarm_factor: float = 5.0
+    # How long a step may take to reach its verdict. From the observed request rate the judge projects
+    # when it will; a projection past the deadline is said at once, with the numbers, and then
+    # `insufficient_traffic` applies: "fail" rolls back with that reason, "extend" waits up to
+    # `max_extended_seconds` for the evidence.
+    step_deadline_seconds: float = 600.0
+    insufficient_traffic: str = "fail"
+    max_extended_seconds: float = 3600.0
     # The latency test: a canary with this share of requests over max_p95_seconds (its p80 over the
     # limit) is caught with probability 1 - missed_regression_rate; one at exactly 5% (its p95 at the
     # limit) is rolled back with probability at most alpha, however often the step is looked at.
@@ -73,11 +80,54 @@ class CanaryThresholds:
 
     def __post_init__(self) -> None:
         self.latency_test()  # names a bad combination when the thresholds are built, not mid-rollout
+        self.error_test()
         if self.warmup_seconds < 0:
             raise ValueError(f"warmup_seconds {self.warmup_seconds} must be >= 0")
+        if self.insufficient_traffic not in INSUFFICIENT_TRAFFIC_POLICIES:
+            raise ValueError(
+                f"insufficient_traffic {self.insufficient_traffic!r} must be one of {INSUFFICIENT_TRAFFIC_POLICIES}"
+            )
+        if not 0 < self.step_deadline_seconds <= self.max_extended_seconds:
+            raise ValueError(
+                f"need 0 < step_deadline_seconds {self.step_deadline_seconds} <= max_extended_seconds"
+                f" {self.max_extended_seconds}"
+            )
 
     def latency_test(self) -> BinomialSPRT:
         return BinomialSPRT(P95_SLOW_SHARE, self.slow_share_alarm, self.alpha, self.missed_regression_rate)
+
+    def error_test(self) -> BinomialSPRT:
+        """The canary's error rate: at the limit (good) against `error_rate_alarm_factor` times it (bad)."""
+        return BinomialSPRT(
+            self.max_error_rate,
+            self.max_error_rate * self.error_rate_alarm_factor,
+            self.alpha,
+            self.missed_regression_rate,
+        )
+
+    def error_comparison_test(self, canary_share: float) -> BinomialSPRT:
+        """Which side each error came from, when the canary serves ``canary_share`` of requests.
+
+        Equal error rates give the canary that share of the errors (good); a canary
+        failing `error_rate_alarm_factor` times as often gives it more (bad).
+        """
+        factor = self.error_rate_alarm_factor
+        return BinomialSPRT(
+            canary_share,
+            factor * canary_share / (factor * canary_share + 1 - canary_share),
+            self.alpha,
+            self.missed_regression_rate,
+        )
+
+    @property
+    def error_settings(self) -> str:
+        return (
+            f"SPRT {self.max_error_rate:.2%} vs {self.max_error_rate * self.error_rate_alarm_factor:.2%},"
+            f" alpha {self.alpha:g}, beta {self.missed_regression_rate:g}"
+        )
+
+
+INSUFFICIENT_TRAFFIC_POLICIES = ("fail", "extend")
 
 
 @dataclass(frozen=True)
@@ -111,12 +161,44 @@ class StepObservation:
     absolute_only: bool = False
     # The canary's requests over the latency limit since the step began (histogram buckets).
     slow_requests: SlowRequests | None = None
+    # The step's last analysed weight: the error rate must be proven below the limit (the SPRT accepts),
+    # not merely not rejected, before the release takes all traffic.
+    proof_required: bool = False
+    seconds_since_step_start: float | None = None
+
+
+@dataclass(frozen=True)
+class VerdictOutlook:
+    """How far a step is from its verdict, in requests and, at the observed rate, in seconds."""
+
+    canary_requests: int
+    requests_needed: int  # more canary requests (none failing, none slow) before the tests accept
+    requests_per_second: float | None  # the canary's, since the step began
+    waiting_for: list[str]
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.requests_needed == 0:
+            return 0.0
+        if not self.requests_per_second:
+            return None
+        return self.requests_needed / self.requests_per_second
+
+    def describe(self) -> str:
+        rate = f"{self.requests_per_second:.2f} req/s" if self.requests_per_second is not None else "no rate yet"
+        eta = self.eta_seconds
+        projected = f"~{eta:.0f} s" if eta is not None else "never at this rate"
+        return (
+            f"{', '.join(self.waiting_for)} need ~{self.requests_needed} more canary requests"
+            f" ({self.canary_requests} so far, {rate}): {projected}"
+        )
 
 
 @dataclass(frozen=True)
 class StepDecision:
     phase: Phase
     measurements: list[Measurement]
+    outlook: VerdictOutlook | None = None
 
     @property
     def reasons(self) -> list[str]:
@@ -128,49 +210,69 @@ def _error(metric: str, observation: StepObservation, threshold: str) -> Measure
     return Measurement(metric, Phase.ERROR, None, threshold, observation.queries.get(metric, ""), reason)
 
 
+def _sprt_phase(decision: SequentialDecision) -> Phase:
+    return {
+        SequentialDecision.REJECT: Phase.FAILED,
+        SequentialDecision.ACCEPT: Phase.PASSED,
+        SequentialDecision.CONTINUE: Phase.INCONCLUSIVE,
+    }[decision]
+
+
 def measure_error_rate(obs: StepObservation, t: CanaryThresholds) -> Measurement:
-    threshold = f"< {t.max_error_rate:.4%}"
+    """The absolute criterion as a sequential test on the canary's failed requests.
+
+    A canary that fails is rejected after a handful of errors. Passing needs
+    proof (about 750 clean requests at the defaults) only where
+    ``proof_required`` (the last analysed step); earlier steps move on once the
+    evidence leans good (likelier at the limit than at the alarm rate), each
+    step judged on its own evidence.
+    """
+    threshold = f"< {t.max_error_rate:.2%} ({t.error_settings})"
     if obs.canary is None:
         return _error("error-rate", obs, threshold)
-    rate = obs.canary.error_rate
     query = obs.queries.get("error-rate", "")
-    if obs.canary.errors >= t.min_failure_errors and rate >= t.max_error_rate:
-        return Measurement(
-            "error-rate", Phase.FAILED, rate, threshold, query, f"{obs.canary.errors}/{obs.canary.requests} failed"
-        )
-    if obs.canary.requests < t.min_requests:
-        return Measurement(
-            "error-rate",
-            Phase.INCONCLUSIVE,
-            rate,
-            threshold,
-            query,
-            f"{obs.canary.requests} < {t.min_requests} requests",
-        )
-    phase = Phase.PASSED if rate < t.max_error_rate else Phase.FAILED
-    return Measurement("error-rate", phase, rate, threshold, query, f"{obs.canary.errors}/{obs.canary.requests} failed")
+    c = obs.canary
+    if not 0 <= c.errors <= c.requests:
+        message = f"{c.errors} errors of {c.requests} requests: counters disagree"
+        return Measurement("error-rate", Phase.ERROR, None, threshold, query, message)
+    test = t.error_test()
+    llr = test.log_likelihood_ratio(c.requests, c.errors)
+    decision = test.decide(c.requests, c.errors)
+    message = f"{c.errors}/{c.requests} failed (LLR {llr:.2f}; fails at {test.upper:.2f}, proven at {test.lower:.2f})"
+    phase = _sprt_phase(decision)
+    if phase is Phase.INCONCLUSIVE and not obs.proof_required and c.requests > 0 and llr <= 0:
+        # An earlier step moves on when the evidence leans towards "at most the limit"; the proof,
+        # with its stated error rates, is due before all traffic moves.
+        phase = Phase.PASSED
+        message += "; leaning good, proof due at the last step"
+    return Measurement("error-rate", phase, c.error_rate, threshold, query, message)
 
 
 def measure_error_comparison(obs: StepObservation, t: CanaryThresholds) -> Measurement:
-    """Fisher's exact test: are canary errors more frequent than stable's on the same window?"""
-    threshold = f"p >= {t.alpha}"
+    """A sequential test on where the errors came from: more of them from the canary than its traffic share?
+
+    With equal error rates the canary's share of all errors is its share of
+    requests. The test only ever fails a release: a canary and a stable that
+    both fail nothing give it no evidence, and that is not a reason to wait.
+    """
+    threshold = f"not {t.error_rate_alarm_factor:g}x stable's rate (SPRT, alpha {t.alpha:g})"
     if obs.canary is None or obs.stable is None:
         return _error("error-vs-stable", obs, threshold)
     query = obs.queries.get("error-rate", "")
     c, s = obs.canary, obs.stable
-    if c.errors > c.requests or s.errors > s.requests:
+    if c.errors > c.requests or s.errors > s.requests or min(c.errors, s.errors) < 0:
         message = f"more errors than requests (canary {c.errors}/{c.requests}, stable {s.errors}/{s.requests})"
         return Measurement("error-vs-stable", Phase.ERROR, None, threshold, query, message)
     if c.requests == 0 or s.requests == 0:
         return Measurement("error-vs-stable", Phase.INCONCLUSIVE, None, threshold, query, "no traffic on one side")
-    table = [[c.errors, c.requests - c.errors], [s.errors, s.requests - s.errors]]
-    p_value = float(stats.fisher_exact(table, alternative="greater").pvalue)
-    if p_value < t.alpha and c.errors >= t.min_failure_errors:
-        message = f"canary {c.error_rate:.2%} vs stable {s.error_rate:.2%}, p={p_value:.2g}"
-        return Measurement("error-vs-stable", Phase.FAILED, p_value, threshold, query, message)
-    if c.requests < t.min_requests:
-        return Measurement("error-vs-stable", Phase.INCONCLUSIVE, p_value, threshold, query, "too few canary requests")
-    return Measurement("error-vs-stable", Phase.PASSED, p_value, threshold, query, f"p={p_value:.2g}")
+    test = t.error_comparison_test(c.requests / (c.requests + s.requests))
+    llr = test.log_likelihood_ratio(c.errors + s.errors, c.errors)
+    message = (
+        f"canary {c.errors}/{c.requests} ({c.error_rate:.2%}) vs stable {s.errors}/{s.requests}"
+        f" ({s.error_rate:.2%}), LLR {llr:.2f}, fails at {test.upper:.2f}"
+    )
+    phase = Phase.FAILED if test.decide(c.errors + s.errors, c.errors) is SequentialDecision.REJECT else Phase.PASSED
+    return Measurement("error-vs-stable", phase, llr, threshold, query, message)
 
 
 def measure_p95(obs: StepObservation, t: CanaryThresholds) -> Measurement:
@@ -208,12 +310,7 @@ def measure_p95(obs: StepObservation, t: CanaryThresholds) -> Measurement:
     )
     if slow.excluded_warmup:
         message += f", {slow.excluded_warmup} warm-up requests left out"
-    phase = {
-        SequentialDecision.REJECT: Phase.FAILED,
-        SequentialDecision.ACCEPT: Phase.PASSED,
-        SequentialDecision.CONTINUE: Phase.INCONCLUSIVE,
-    }[decision]
-    return Measurement("p95-latency", phase, p95, threshold, query, message)
+    return Measurement("p95-latency", _sprt_phase(decision), p95, threshold, query, message)
 
 
 def measure_latency_comparison(obs: StepObservation, t: CanaryThresholds) -> Measurement:
@@ -248,19 +345,21 @@ def measure_router_errors(obs: StepObservation, t: CanaryThresholds) -> Measurem
 
     The app's metrics cannot see a replica that died after its health check; the
     router's counters can. Judged in the monitoring window, when all traffic
-    goes to the promoted release.
+    goes to the promoted release, by the same sequential test as the app's errors.
     """
-    threshold = f"< {t.max_error_rate:.4%} of router responses"
+    threshold = f"< {t.max_error_rate:.2%} of router responses ({t.error_settings})"
     if obs.router is None:
         return _error("router-errors", obs, threshold)
     query = obs.queries.get("router-errors", "")
-    rate = obs.router.error_rate
-    message = f"{obs.router.errors}/{obs.router.requests} router responses were 5xx"
-    if obs.router.errors >= t.min_failure_errors and rate >= t.max_error_rate:
-        return Measurement("router-errors", Phase.FAILED, rate, threshold, query, message)
-    if obs.router.requests < t.min_requests:
-        return Measurement("router-errors", Phase.INCONCLUSIVE, rate, threshold, query, message)
-    return Measurement("router-errors", Phase.PASSED, rate, threshold, query, message)
+    r = obs.router
+    message = f"{r.errors}/{r.requests} router responses were 5xx"
+    if not 0 <= r.errors <= r.requests:
+        return Measurement("router-errors", Phase.ERROR, None, threshold, query, message + ": counters disagree")
+    if t.error_test().decide(r.requests, r.errors) is SequentialDecision.REJECT:
+        return Measurement("router-errors", Phase.FAILED, r.error_rate, threshold, query, message)
+    if r.requests == 0:
+        return Measurement("router-errors", Phase.INCONCLUSIVE, None, threshold, query, "no requests yet")
+    return Measurement("router-errors", Phase.PASSED, r.error_rate, threshold, query, message)
 
 
 def measure_alerts(obs: StepObservation) -> Measurement:
@@ -295,24 +394,74 @@ def assess_canary_step(obs: StepObservation, thresholds: CanaryThresholds) -> St
     if obs.router is not None or "router-errors" in obs.errors:
         measurements.append(measure_router_errors(obs, thresholds))
     phases = {m.phase for m in measurements}
-    for phase in (Phase.FAILED, Phase.ERROR, Phase.INCONCLUSIVE):
+    for phase in (Phase.FAILED, Phase.ERROR):
         if phase in phases:
             return StepDecision(phase, measurements)
+    if Phase.INCONCLUSIVE in phases:
+        return StepDecision(Phase.INCONCLUSIVE, measurements, verdict_outlook(obs, thresholds))
     return StepDecision(Phase.PASSED, measurements)
+
+
+def verdict_outlook(obs: StepObservation, t: CanaryThresholds) -> VerdictOutlook:
+    """How many more canary requests the undecided tests need to accept, and at the step's rate how long.
+
+    Counted as if every further request were good and fast: the least a pass can
+    take. The rate is the canary's requests over the step so far.
+    """
+    requests = obs.canary.requests if obs.canary is not None else 0
+    needed: dict[str, int] = {}
+    if obs.canary is not None and obs.proof_required and 0 <= obs.canary.errors <= requests:
+        needed["error-rate"] = t.error_test().more_trials_to_accept(requests, obs.canary.errors)
+    slow = obs.slow_requests
+    if slow is not None and 0 <= slow.slow <= slow.requests:
+        needed["p95-latency"] = t.latency_test().more_trials_to_accept(slow.requests, slow.slow)
+    waiting = {name: n for name, n in needed.items() if n > 0}
+    elapsed = obs.seconds_since_step_start
+    rate = requests / elapsed if elapsed and elapsed > 0 and requests else None
+    return VerdictOutlook(requests, max(waiting.values(), default=0), rate, sorted(waiting) or ["the metrics"])
+
+
+def traffic_shortfall(outlook: VerdictOutlook | None, elapsed_seconds: float, t: CanaryThresholds) -> str | None:
+    """Why the step cannot reach a verdict by its deadline at the observed traffic, or None while it can.
+
+    Said as soon as the projection is known (a rate needs a few requests), not
+    after the deadline has passed. Under the "extend" policy the deadline is
+    `max_extended_seconds`.
+
+    >>> slow_trickle = VerdictOutlook(40, 700, 0.5, ["error-rate"])
+    >>> traffic_shortfall(slow_trickle, 80, CanaryThresholds())[:60]
+    'insufficient traffic: error-rate need ~700 more canary reque'
+    >>> traffic_shortfall(VerdictOutlook(400, 300, 5.0, ["error-rate"]), 80, CanaryThresholds()) is None
+    True
+    """
+    deadline = t.step_deadline_seconds if t.insufficient_traffic == "fail" else t.max_extended_seconds
+    left = deadline - elapsed_seconds
+    if outlook is None:
+        return None if left > 0 else f"no verdict within {deadline:.0f} s"
+    eta = outlook.eta_seconds
+    if left <= 0 or (outlook.canary_requests >= MIN_REQUESTS_FOR_A_RATE and (eta is None or eta > left)):
+        return f"insufficient traffic: {outlook.describe()}, {max(left, 0):.0f} s left of the step's {deadline:.0f} s"
+    return None
+
+
+# Requests the canary must have served before its rate projects anything.
+MIN_REQUESTS_FOR_A_RATE = 10
 
 
 def decide_action(
     phase: Phase,
     consecutive_errors: int,
-    inconclusive_waits: int,
     thresholds: CanaryThresholds,
     backward_incompatible_migration: bool = False,
+    shortfall: str | None = None,
 ) -> Action:
     """What the rollout does after one analysis.
 
     Errors hold (wait) until ``max_consecutive_errors`` in a row, then roll
-    back: a rollout never promotes on missing data. A release whose migration
-    cannot be undone freezes instead of rolling back.
+    back: a rollout never promotes on missing data. An undecided step waits
+    unless ``shortfall`` (from `traffic_shortfall`) says it cannot decide in
+    time. A release whose migration cannot be undone freezes instead of
+    rolling back.
     """
     give_up = Action.FREEZE if backward_incompatible_migration else Action.ROLLBACK
     if phase is Phase.PASSED:
@@ -321,7 +470,7 @@ def decide_action(
         return give_up
     if phase is Phase.ERROR:
         return give_up if consecutive_errors >= thresholds.max_consecutive_errors else Action.WAIT
-    return give_up if inconclusive_waits >= thresholds.max_inconclusive else Action.WAIT
+    return give_up if shortfall else Action.WAIT
 
 
 def split_weights(canary_percent: int, canary_replicas: int, stable_replicas: int) -> tuple[int, int]:

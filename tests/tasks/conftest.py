@@ -69,7 +69,9 @@ def fakes(prefect_harness: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         version="2.0.0",
         replicas=2,
         extra_env={},
-        thresholds=CanaryThresholds(),
+        # A 1% error limit: its proof takes ~75 requests, so each step decides at its first analysis (0.2 s of
+        # the fakes' traffic) and the tests can count analyses; the default 0.1% would need ~750.
+        thresholds=CanaryThresholds(max_error_rate=0.01),
         analysis_interval=0.2,
         health_deadline=10,
         backward_compatible=True,

@@ -6,7 +6,7 @@ import pytest
 
 from medianest_delivery.rollout.analysis import ChartPoint, StepAssessment
 from medianest_delivery.rollout.canary_loop import LoopVerdict, analyse_until_decided
-from medianest_delivery.rollout.judge import Action, CanaryThresholds, Phase
+from medianest_delivery.rollout.judge import Action, CanaryThresholds, Phase, VerdictOutlook
 
 P, F, W, E = Phase.PASSED, Phase.FAILED, Phase.INCONCLUSIVE, Phase.ERROR  # W: wait (inconclusive)
 
@@ -14,14 +14,19 @@ P, F, W, E = Phase.PASSED, Phase.FAILED, Phase.INCONCLUSIVE, Phase.ERROR  # W: w
 class Script:
     """Hands out one scripted phase per analysis and counts the virtual seconds slept."""
 
-    def __init__(self, phases: list[Phase]) -> None:
+    def __init__(
+        self, phases: list[Phase], outlook: VerdictOutlook | None = None, thresholds: CanaryThresholds | None = None
+    ) -> None:
         self.phases = phases
         self.now = 0.0
+        self.outlook = outlook
+        self.thresholds = thresholds or CanaryThresholds()
 
     def __call__(self, analysis: int) -> StepAssessment:
         phase = self.phases[analysis - 1]
         reasons = [f"scripted {phase.value} #{analysis}"] if phase in (F, E) else []
-        return StepAssessment(phase, reasons, [], 100, ChartPoint(None, None, None, None))
+        outlook = self.outlook if phase is W else None
+        return StepAssessment(phase, reasons, [], 100, ChartPoint(None, None, None, None), outlook)
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
@@ -33,7 +38,7 @@ class Script:
         """The loop driven by this script, on its virtual clock."""
         return analyse_until_decided(
             self,
-            CanaryThresholds(),
+            self.thresholds,
             backward_compatible=backward_compatible,
             interval_seconds=interval,
             max_seconds=window,
@@ -52,7 +57,7 @@ class Script:
         ("an error streak broken by a wait starts over", [E, E, W, E, E, P], True, Action.NEXT_STEP, 6),
         ("fail rolls back", [W, F], True, Action.ROLLBACK, 2),
         ("fail freezes a one-way migration", [F], False, Action.FREEZE, 1),
-        ("too many waits give up", [W] * 10, True, Action.ROLLBACK, 10),
+        ("waits with no projection give up at the step's 600 s deadline", [W] * 400, True, Action.ROLLBACK, 300),
     ],
 )
 def test_loop_decides(name: str, phases: list[Phase], backward_compatible: bool, action: Action, analyses: int) -> None:
@@ -93,3 +98,30 @@ def test_a_healthy_window_counts_its_evidence() -> None:
     script = Script([P] * 9)
     verdict = script.run(window=7.0)
     assert (verdict.action, verdict.analyses, verdict.passed) == (Action.NEXT_STEP, 4, 4)
+
+
+TRICKLE = VerdictOutlook(canary_requests=40, requests_needed=700, requests_per_second=0.5, waiting_for=["error-rate"])
+
+
+def test_a_step_that_cannot_reach_a_verdict_in_time_says_so_at_once_with_the_numbers() -> None:
+    """Regression (issue 12.4): a trickle of traffic was rolled back as "inconclusive" after the fact. Now the
+    first projection past the deadline ends the step, and the reason names the rate, the requests and the time."""
+    verdict = Script([W] * 400, outlook=TRICKLE).run()
+    assert (verdict.action, verdict.analyses) == (Action.ROLLBACK, 1)
+    assert verdict.reasons == [
+        "insufficient traffic: error-rate need ~700 more canary requests (40 so far, 0.50 req/s): ~1400 s,"
+        " 598 s left of the step's 600 s"
+    ]
+
+
+def test_the_extend_policy_waits_for_the_evidence_it_projects() -> None:
+    """insufficient_traffic="extend": the same trickle keeps the step open (up to max_extended_seconds)."""
+    extend = CanaryThresholds(insufficient_traffic="extend")
+    verdict = Script([W] * 300 + [P], outlook=TRICKLE, thresholds=extend).run()
+    assert (verdict.action, verdict.analyses) == (Action.NEXT_STEP, 301)
+
+
+def test_a_monitoring_window_is_bounded_by_its_own_end_not_by_traffic() -> None:
+    """A window (max_seconds) ends at its end; a projection never cuts it short."""
+    verdict = Script([W] * 9, outlook=TRICKLE).run(window=5.0)
+    assert verdict.action is Action.NEXT_STEP

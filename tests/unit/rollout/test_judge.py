@@ -42,10 +42,40 @@ def obs(
     ("name", "observation", "phase", "failing_metric"),
     [
         ("healthy canary passes", obs(), Phase.PASSED, None),
-        ("errors above 0.1% fail", obs(canary=SliceCounts(1000, 5)), Phase.FAILED, "error-rate"),
+        ("errors at 0.8% fail", obs(canary=SliceCounts(1000, 8)), Phase.FAILED, "error-rate"),
+        ("a canary at 5x the limit (0.5%) is caught", obs(canary=SliceCounts(3000, 15)), Phase.FAILED, "error-rate"),
+        (
+            "stable with zero errors and a canary with some (spinnaker#5622): judged, not a division by zero",
+            obs(canary=SliceCounts(400, 4), stable=SliceCounts(3600, 0)),
+            Phase.FAILED,
+            "error-rate",
+        ),
         ("all-failing canary fails early on few requests", obs(canary=SliceCounts(6, 6)), Phase.FAILED, "error-rate"),
         ("two errors are not yet evidence", obs(canary=SliceCounts(4, 2)), Phase.INCONCLUSIVE, None),
-        ("too few requests wait", obs(canary=SliceCounts(10, 0)), Phase.INCONCLUSIVE, None),
+        (
+            "too few requests wait",
+            obs(canary=SliceCounts(10, 0), slow=SlowRequests(10, 0, 0.2)),
+            Phase.INCONCLUSIVE,
+            None,
+        ),
+        (
+            "sparse data (kayenta#426): one request is no verdict either way",
+            obs(canary=SliceCounts(1, 0), slow=SlowRequests(1, 0, 0.2)),
+            Phase.INCONCLUSIVE,
+            None,
+        ),
+        (
+            "a clean step that must prove the error rate waits for ~750 requests",
+            StepObservation(HEALTHY, STABLE, 0.02, FLAT, FLAT, [], slow_requests=FAST, proof_required=True),
+            Phase.INCONCLUSIVE,
+            None,
+        ),
+        (
+            "and passes with them",
+            StepObservation(SliceCounts(800, 0), STABLE, 0.02, FLAT, FLAT, [], slow_requests=FAST, proof_required=True),
+            Phase.PASSED,
+            None,
+        ),
         (
             "slow p95 fails",
             obs(p95=0.35, canary_series=SLOW, slow=SlowRequests(100, 90, 0.2)),
@@ -102,8 +132,8 @@ def obs(
         (
             "more errors than requests (a counter reset seen raw) is an error, not a crash",
             obs(canary=SliceCounts(10, 12)),
-            Phase.FAILED,
-            "error-vs-stable",
+            Phase.ERROR,
+            "error-rate",
         ),
         (
             "no requests yet is inconclusive, not an error",
@@ -131,8 +161,8 @@ def test_assess_canary_step(name: str, observation: StepObservation, phase: Phas
 
 
 def test_error_comparison_uses_stable_on_same_window() -> None:
-    """A canary at 0.3% errors is judged against stable's 0.3%: not worse, but still above the 0.1% limit."""
-    decision = assess_canary_step(obs(canary=SliceCounts(1000, 3), stable=SliceCounts(1000, 3)), T)
+    """A canary at 0.5% errors is judged against stable's 0.5%: not worse, but still above the 0.1% limit."""
+    decision = assess_canary_step(obs(canary=SliceCounts(3000, 15), stable=SliceCounts(3000, 15)), T)
     by_metric = {m.metric: m.phase for m in decision.measurements}
     assert by_metric["error-vs-stable"] is Phase.PASSED
     assert by_metric["error-rate"] is Phase.FAILED
@@ -155,26 +185,35 @@ def test_measurements_keep_queries_and_errors() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "phase", "errors", "waits", "irreversible", "expected"),
+    ("name", "phase", "errors", "shortfall", "irreversible", "expected"),
     [
-        ("pass moves on", Phase.PASSED, 0, 0, False, Action.NEXT_STEP),
-        ("fail rolls back", Phase.FAILED, 0, 0, False, Action.ROLLBACK),
-        ("fail freezes with an irreversible migration", Phase.FAILED, 0, 0, True, Action.FREEZE),
-        ("one error holds", Phase.ERROR, 1, 0, False, Action.WAIT),
-        ("errors in a row roll back", Phase.ERROR, 3, 0, False, Action.ROLLBACK),
-        ("inconclusive waits", Phase.INCONCLUSIVE, 0, 3, False, Action.WAIT),
-        ("inconclusive too long rolls back", Phase.INCONCLUSIVE, 0, 10, False, Action.ROLLBACK),
+        ("pass moves on", Phase.PASSED, 0, None, False, Action.NEXT_STEP),
+        ("fail rolls back", Phase.FAILED, 0, None, False, Action.ROLLBACK),
+        ("fail freezes with an irreversible migration", Phase.FAILED, 0, None, True, Action.FREEZE),
+        ("one error holds", Phase.ERROR, 1, None, False, Action.WAIT),
+        ("errors in a row roll back", Phase.ERROR, 3, None, False, Action.ROLLBACK),
+        ("inconclusive waits", Phase.INCONCLUSIVE, 0, None, False, Action.WAIT),
+        (
+            "inconclusive without the traffic for a verdict rolls back",
+            Phase.INCONCLUSIVE,
+            0,
+            "x",
+            False,
+            Action.ROLLBACK,
+        ),
     ],
 )
-def test_decide_action(name: str, phase: Phase, errors: int, waits: int, irreversible: bool, expected: Action) -> None:
-    """The phase plus counts of errors and waits in a row pick the next action; an irreversible migration freezes."""
-    assert decide_action(phase, errors, waits, T, irreversible) is expected
+def test_decide_action(
+    name: str, phase: Phase, errors: int, shortfall: str | None, irreversible: bool, expected: Action
+) -> None:
+    """The phase, errors in a row and a traffic shortfall pick the next action; an irreversible migration freezes."""
+    assert decide_action(phase, errors, T, irreversible, shortfall) is expected
 
 
 def test_errors_never_promote() -> None:
     """With any count of errors in a row (0-9), an ERROR phase never moves to the next step."""
     for errors in range(0, 10):
-        assert decide_action(Phase.ERROR, errors, 0, T) is not Action.NEXT_STEP
+        assert decide_action(Phase.ERROR, errors, T) is not Action.NEXT_STEP
 
 
 @pytest.mark.parametrize(
@@ -202,7 +241,7 @@ def test_split_weights_rejects_bad_input() -> None:
     [
         ("router answered 503s by itself", SliceCounts(requests=400, errors=400), Phase.FAILED),
         ("a few router errors below the threshold", SliceCounts(requests=10_000, errors=3), Phase.PASSED),
-        ("too few requests to judge", SliceCounts(requests=10, errors=0), Phase.INCONCLUSIVE),
+        ("no requests to judge", SliceCounts(requests=0, errors=0), Phase.INCONCLUSIVE),
     ],
 )
 def test_router_errors_judge_what_clients_saw(name: str, router: SliceCounts, phase: Phase) -> None:
@@ -273,3 +312,63 @@ def test_latency_test_settings_are_checked_when_built() -> None:
         CanaryThresholds(slow_share_alarm=0.04)
     with pytest.raises(ValueError, match="warmup_seconds"):
         CanaryThresholds(warmup_seconds=-1)
+
+
+def test_error_rate_test_error_rates_hold_however_often_it_looks() -> None:
+    """Simulated canaries looked at every 50 requests: the error SPRT keeps its stated alpha and beta.
+
+    At the 0.1% limit a canary is rolled back at most alpha (1%) of the time; at
+    5x the limit (0.5%, the issue's missed case) it is caught at least 1 - beta
+    (95%) of the time, and a healthy one (0.01%) practically never fails.
+    """
+    import numpy as np
+
+    test = T.error_test()
+    rng = np.random.default_rng(20261206)
+
+    def rejected_share(error_rate: float, runs: int = 1000, horizon: int = 20_000) -> float:
+        errors = np.cumsum(rng.random((runs, horizon)) < error_rate, axis=1)
+        rejected = 0
+        for row in errors:
+            for n in range(50, horizon + 1, 50):
+                decision = test.decide(n, int(row[n - 1]))
+                if decision.value != "continue":
+                    rejected += decision.value == "reject"
+                    break
+        return rejected / runs
+
+    assert rejected_share(0.001) <= 0.015
+    assert rejected_share(0.005) >= 0.95
+    assert rejected_share(0.0001) <= 0.002
+
+
+def test_error_comparison_catches_a_canary_failing_more_than_stable() -> None:
+    """Both sides fail, so the absolute test alone is no help: 2% vs 0.2% at a 10% weight fails the comparison."""
+    lenient = CanaryThresholds(max_error_rate=0.05)  # an app whose absolute limit is loose
+    decision = assess_canary_step(obs(canary=SliceCounts(500, 10), stable=SliceCounts(4500, 9)), lenient)
+    by_metric = {m.metric: m.phase for m in decision.measurements}
+    assert by_metric["error-vs-stable"] is Phase.FAILED
+    assert by_metric["error-rate"] is not Phase.FAILED
+    same = assess_canary_step(obs(canary=SliceCounts(500, 1), stable=SliceCounts(4500, 9)), lenient)
+    assert {m.metric: m.phase for m in same.measurements}["error-vs-stable"] is Phase.PASSED
+
+
+def test_traffic_and_policy_settings_are_checked_when_built() -> None:
+    """An unknown insufficient-traffic policy, or a deadline beyond the extension, is named at construction."""
+    with pytest.raises(ValueError, match="insufficient_traffic 'retry' must be one of"):
+        CanaryThresholds(insufficient_traffic="retry")
+    with pytest.raises(ValueError, match="step_deadline_seconds"):
+        CanaryThresholds(step_deadline_seconds=7200)
+
+
+def test_the_outlook_counts_the_requests_each_undecided_test_needs() -> None:
+    """At the last step a clean canary with 100 requests in 50 s needs ~645 more: ~323 s at its 2 req/s."""
+    observation = StepObservation(
+        HEALTHY, STABLE, 0.02, FLAT, FLAT, [], slow_requests=FAST, proof_required=True, seconds_since_step_start=50
+    )
+    outlook = assess_canary_step(observation, T).outlook
+    assert outlook is not None
+    assert outlook.waiting_for == ["error-rate"]
+    assert outlook.requests_needed == T.error_test().more_trials_to_accept(100, 0)
+    assert outlook.requests_per_second == pytest.approx(2.0)
+    assert outlook.eta_seconds == pytest.approx(outlook.requests_needed / 2.0)
