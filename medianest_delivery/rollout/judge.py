@@ -3,13 +3,16 @@
 Like Argo Rollouts' analysis, a failed or empty metric query is data (a
 measurement in phase ERROR), never an exception, and never counts as a pass.
 Evidence accumulates over the whole step (see `evidence`). The absolute
-latency criterion is a sequential test on the share of requests slower than
-the limit, read from the request histogram, so a look every few seconds does
-not inflate false rollbacks and one cold request cannot fail a release. The
-canary is also compared with the stable version on the same window:
-Mann-Whitney U on the latency time series (as Kayenta does) and Fisher's exact
-test on error counts. A canary that fails every request is rejected after a
-handful of requests, without waiting for a minimum sample or a full interval.
+criteria are sequential tests (Wald's SPRT), so a look every few seconds does
+not inflate false rollbacks: the error rate on the canary's failed requests,
+the latency limit on the share of requests slower than it (read from the
+request histogram, so one cold request cannot fail a release). The canary is
+also compared with stable on the same window: an SPRT on which side the
+errors came from, and Mann-Whitney U on the latency time series (as Kayenta
+does). A canary that fails every request is rejected after three errors,
+without waiting for a minimum sample or a full interval. An undecided step
+projects, from its observed traffic, how long a verdict will take
+(`traffic_shortfall`).
 """
 
 from __future__ import annotations
