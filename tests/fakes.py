@@ -147,12 +147,6 @@ class FakePrometheus:
             return [Sample({}, traffic.latency_seconds * 1.5)]
         return []  # ALERTS: none firing
 
-    def query_range(self, expr: str, start: float, end: float, step: float) -> dict[str, list[float]]:
-        self.queries.append(expr)
-        traffic = self._slot(expr)
-        points = max(3, int(end - start))
-        return {"": [traffic.latency_seconds * (1 + 0.01 * (i % 5)) for i in range(points)]}
-
     def range_series(self, expr: str, start: float, end: float, step: float) -> list[Series]:
         """Counter series (one replica) sampled every step: requests, histogram buckets, router responses."""
         self.queries.append(expr)

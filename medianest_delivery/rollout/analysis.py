@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from medianest_delivery.errors import MetricsUnavailableError
 from medianest_delivery.rollout.evidence import (
+    LatencyHistogram,
     Series,
     SlowRequests,
     summed_increase,
@@ -69,24 +70,15 @@ def router_query(scope: AnalysisScope, errors_only: bool) -> str:
     return f"haproxy_frontend_http_responses_total{selector}"
 
 
-def buckets_query(scope: AnalysisScope) -> str:
-    """The canary's request-duration histogram buckets, one series per replica, label set and bucket."""
-    return f"http_request_duration_seconds_bucket{scope.selector(scope.canary_slot)}"
+def buckets_query(scope: AnalysisScope, slot: str | None = None) -> str:
+    """A slot's (the canary's) request-duration histogram buckets, one series per replica, label set and bucket."""
+    return f"http_request_duration_seconds_bucket{scope.selector(slot or scope.canary_slot)}"
 
 
 def p95_query(scope: AnalysisScope, window_seconds: int) -> str:
     return (
         "histogram_quantile(0.95, sum by (le) "
         f"(increase(http_request_duration_seconds_bucket{scope.selector(scope.canary_slot)}[{window_seconds}s])))"
-    )
-
-
-def latency_series_query(scope: AnalysisScope, slot: str) -> str:
-    """Mean latency per 3 s window, sampled every second: the series Mann-Whitney compares."""
-    selector = scope.selector(slot)
-    return (
-        f"sum(rate(http_request_duration_seconds_sum{selector}[3s]))"
-        f" / sum(rate(http_request_duration_seconds_count{selector}[3s]))"
     )
 
 
@@ -118,47 +110,52 @@ def _is_router_5xx(series: Series) -> bool:
     return series.labels.get("code") == "5xx"
 
 
-def slow_requests(
+def latency_histogram(
     client: PrometheusClient,
     scope: AnalysisScope,
+    slot: str,
     since: float,
     now: float,
-    limit_seconds: float,
     warmup_seconds: float,
-) -> SlowRequests:
-    """The canary's requests since ``since`` and those slower than the limit, replicas' warm-ups left out.
-
-    Raises MetricsUnavailableError when the histogram has no bucket at or
-    below the limit (the limit cannot be judged from it).
-    """
+) -> tuple[LatencyHistogram, int]:
+    """A slot's request histogram since ``since``, each series counted on its own, replicas' warm-ups left out;
+    with the number of requests left out."""
     step = _range_step(since, now)
-    series = client.range_series(buckets_query(scope), since, now, step)
     by_bucket: dict[float, list[Series]] = {}
-    for s in series:
+    for s in client.range_series(buckets_query(scope, slot), since, now, step):
         try:
             by_bucket.setdefault(float(s.labels.get("le", "nan")), []).append(s)
         except ValueError:
             continue
-    totals = by_bucket.get(math.inf, [])
+    totals = by_bucket.pop(math.inf, [])
     if not totals:
-        return SlowRequests(0, 0, limit_seconds)
-    bucket = threshold_bucket(by_bucket, limit_seconds)
+        return LatencyHistogram({}, 0), 0
+    warm_from = warmup_ends(totals, since, step, warmup_seconds)
+    judged = max(0, round(summed_increase(totals, since, step, warm_from)))
+    everything = max(0, round(summed_increase(totals, since, step)))
+    counts = {
+        boundary: min(judged, max(0, round(summed_increase(series, since, step, warm_from))))
+        for boundary, series in by_bucket.items()
+        if math.isfinite(boundary)
+    }
+    return LatencyHistogram(counts, judged), max(0, everything - judged)
+
+
+def slow_requests(histogram: LatencyHistogram, excluded_warmup: int, limit_seconds: float) -> SlowRequests:
+    """The canary's requests and those slower than the limit's bucket.
+
+    Raises MetricsUnavailableError when the histogram has no bucket at or
+    below the limit (the limit cannot be judged from it).
+    """
+    if histogram.total == 0 and not histogram.at_or_below:
+        return SlowRequests(0, 0, limit_seconds, excluded_warmup)
+    bucket = threshold_bucket(histogram.at_or_below, limit_seconds)
     if bucket is None:
         raise MetricsUnavailableError(
             f"the request histogram has no bucket at or below {limit_seconds * 1000:g} ms:"
-            f" buckets {sorted(b for b in by_bucket if math.isfinite(b))}"
+            f" buckets {sorted(histogram.at_or_below)}"
         )
-    warm_from = warmup_ends(totals, since, step, warmup_seconds)
-    everything = summed_increase(totals, since, step)
-    judged = summed_increase(totals, since, step, warm_from)
-    fast = summed_increase(by_bucket[bucket], since, step, warm_from)
-    requests = max(0, round(judged))
-    return SlowRequests(
-        requests=requests,
-        slow=min(requests, max(0, round(judged - fast))),
-        bucket_seconds=bucket,
-        excluded_warmup=max(0, round(everything - judged)),
-    )
+    return SlowRequests(histogram.total, histogram.slower_than(bucket), bucket, excluded_warmup)
 
 
 def observe_step(
@@ -179,14 +176,14 @@ def observe_step(
     queries = {
         "error-rate": f"{requests_query(scope, scope.canary_slot, True)} / {requests_query(scope, scope.canary_slot, False)} (increase per series over {window}s)",
         "p95-latency": f"{buckets_query(scope)} (increase per series over {window}s, le <= {limits.max_p95_seconds}); estimate: {p95_query(scope, window)}",
-        "latency-vs-stable": f"{latency_series_query(scope, scope.canary_slot)} vs stable slot {scope.stable_slot}",
+        "latency-vs-stable": f"{buckets_query(scope)} vs {buckets_query(scope, scope.stable_slot)} (increase per series over {window}s, each side slower than stable's median bucket)",
         "critical-alerts": alerts_query(scope.environment),
     }
     errors: dict[str, str] = {}
     canary = stable = None
     p95 = None
     slow = None
-    canary_series = stable_series = None
+    canary_latency = stable_latency = None
     alerts = None
     try:
         canary = _counts(client, requests_query(scope, scope.canary_slot, False), _is_5xx, since, now)
@@ -194,18 +191,22 @@ def observe_step(
     except MetricsUnavailableError as exc:
         errors["error-rate"] = errors["error-vs-stable"] = str(exc)
     try:
-        slow = slow_requests(client, scope, since, now, limits.max_p95_seconds, limits.warmup_seconds)
+        canary_latency, excluded = latency_histogram(
+            client, scope, scope.canary_slot, since, now, limits.warmup_seconds
+        )
+        slow = slow_requests(canary_latency, excluded, limits.max_p95_seconds)
         if slow.requests == 0 and slow.excluded_warmup == 0 and canary is not None and canary.requests > 0:
             errors["p95-latency"] = "no latency samples although the canary served requests"
         samples = client.query(p95_query(scope, window), now)
         p95 = samples[0].value if samples else None  # the estimate shown beside the verdict
     except MetricsUnavailableError as exc:
-        errors["p95-latency"] = str(exc)
-    try:
-        canary_series = _flatten(client.query_range(latency_series_query(scope, scope.canary_slot), since, now, 1))
-        stable_series = _flatten(client.query_range(latency_series_query(scope, scope.stable_slot), since, now, 1))
-    except MetricsUnavailableError as exc:
-        errors["latency-vs-stable"] = str(exc)
+        errors["p95-latency"] = errors["latency-vs-stable"] = str(exc)
+        canary_latency = None
+    if not scope.monitoring:
+        try:
+            stable_latency, _ = latency_histogram(client, scope, scope.stable_slot, since, now, limits.warmup_seconds)
+        except MetricsUnavailableError as exc:
+            errors["latency-vs-stable"] = str(exc)
     try:
         alerts = sorted({s.labels.get("alertname", "?") for s in client.query(alerts_query(scope.environment), now)})
     except MetricsUnavailableError as exc:
@@ -223,8 +224,8 @@ def observe_step(
         canary,
         stable,
         p95,
-        canary_series,
-        stable_series,
+        canary_latency,
+        stable_latency,
         alerts,
         queries,
         errors,
@@ -234,13 +235,6 @@ def observe_step(
         proof_required=proof_required,
         seconds_since_step_start=max(0.0, now - since),
     )
-
-
-def _flatten(series: dict[str, list[float]]) -> list[float]:
-    values: list[float] = []
-    for points in series.values():
-        values.extend(points)
-    return values
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,34 @@ class SlowRequests:
     excluded_warmup: int = 0  # requests left out as replicas' cold starts
 
 
+@dataclass(frozen=True)
+class LatencyHistogram:
+    """One slot's requests in a step, counted at each finite bucket boundary (at or below it), and in all."""
+
+    at_or_below: dict[float, int]
+    total: int
+
+    def slower_than(self, boundary: float) -> int:
+        return max(0, self.total - self.at_or_below.get(boundary, 0))
+
+
+def comparison_boundary(stable: LatencyHistogram, canary: LatencyHistogram) -> float | None:
+    """The boundary both histograms have where stable's requests split closest to half slower, half not.
+
+    Comparing how often each side is slower than stable's median carries the
+    most information per request; a shift of the canary's distribution shows
+    as more of its requests on the slow side.
+
+    >>> stable = LatencyHistogram({0.005: 10, 0.01: 60, 0.025: 95}, 100)
+    >>> comparison_boundary(stable, stable)
+    0.01
+    """
+    shared = [b for b in stable.at_or_below if b in canary.at_or_below and math.isfinite(b)]
+    if stable.total <= 0 or not shared:
+        return None
+    return min(shared, key=lambda b: (abs(stable.at_or_below[b] / stable.total - 0.5), b))
+
+
 def threshold_bucket(boundaries: Iterable[float], limit_seconds: float) -> float | None:
     """The largest finite bucket boundary at or below the limit: requests above it count as slow.
 

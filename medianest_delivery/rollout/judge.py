@@ -7,9 +7,9 @@ criteria are sequential tests (Wald's SPRT), so a look every few seconds does
 not inflate false rollbacks: the error rate on the canary's failed requests,
 the latency limit on the share of requests slower than it (read from the
 request histogram, so one cold request cannot fail a release). The canary is
-also compared with stable on the same window: an SPRT on which side the
-errors came from, and Mann-Whitney U on the latency time series (as Kayenta
-does). A canary that fails every request is rejected after three errors,
+also compared with stable on the same window, by SPRTs on which side the
+errors came from and which side the requests slower than stable's median came
+from. A canary that fails every request is rejected after three errors,
 without waiting for a minimum sample or a full interval. An undecided step
 projects, from its observed traffic, how long a verdict will take
 (`traffic_shortfall`).
@@ -22,9 +22,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from scipy import stats
-
-from medianest_delivery.rollout.evidence import BinomialSPRT, SequentialDecision, SlowRequests
+from medianest_delivery.rollout.evidence import (
+    BinomialSPRT,
+    LatencyHistogram,
+    SequentialDecision,
+    SlowRequests,
+    comparison_boundary,
+)
 
 # "p95 below the limit" is "fewer than 5% of requests slower than the limit".
 P95_SLOW_SHARE = 0.05
@@ -61,7 +65,12 @@ class CanaryThresholds:
     max_error_rate: float = 0.001  # canary error rate below 0.1%
     max_p95_seconds: float = 0.2  # canary p95 below 200 ms
     alpha: float = 0.01  # false rollback rate of every test, however often the step is looked at
-    latency_tolerance: float = 0.10  # canary median may exceed stable's by 10% before it counts
+    # Latency against stable: how often each side is slower than stable's median bucket. A canary slower
+    # than that `latency_ratio_alarm` times as often as stable (a +25% median shift at typical spread) is
+    # caught with 1 - missed_regression_rate; one up to `1 + latency_tolerance` times as often (about a
+    # +5% median) passes with 1 - alpha.
+    latency_tolerance: float = 0.10
+    latency_ratio_alarm: float = 1.35
     max_consecutive_errors: int = 3  # analysis errors in a row before rolling back
     # The error tests: a canary failing this many times the limit (0.5%), or this many times as often as
     # stable, is caught with probability 1 - missed_regression_rate; one at the limit passes with 1 - alpha.
@@ -70,7 +79,7 @@ class CanaryThresholds:
     # when it will; a projection past the deadline is said at once, with the numbers, and then
     # `insufficient_traffic` applies: "fail" rolls back with that reason, "extend" waits up to
     # `max_extended_seconds` for the evidence.
-    step_deadline_seconds: float = 600.0
+    step_deadline_seconds: float = 1200.0
     insufficient_traffic: str = "fail"
     max_extended_seconds: float = 3600.0
     # The latency test: a canary with this share of requests over max_p95_seconds (its p80 over the
@@ -122,6 +131,18 @@ class CanaryThresholds:
             self.missed_regression_rate,
         )
 
+    def latency_comparison_test(self, canary_share: float) -> BinomialSPRT:
+        """Which side each request slower than stable's median came from (as `error_comparison_test`)."""
+        def slow_share_from_canary(ratio: float) -> float:
+            return ratio * canary_share / (ratio * canary_share + 1 - canary_share)
+
+        return BinomialSPRT(
+            slow_share_from_canary(1 + self.latency_tolerance),
+            slow_share_from_canary(self.latency_ratio_alarm),
+            self.alpha,
+            self.missed_regression_rate,
+        )
+
     @property
     def error_settings(self) -> str:
         return (
@@ -153,8 +174,8 @@ class StepObservation:
     canary: SliceCounts | None
     stable: SliceCounts | None
     canary_p95_seconds: float | None
-    canary_latency_series: Sequence[float] | None
-    stable_latency_series: Sequence[float] | None
+    canary_latency: LatencyHistogram | None  # the step's request histogram, warm-ups left out
+    stable_latency: LatencyHistogram | None
     critical_alerts: Sequence[str] | None
     queries: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -178,6 +199,7 @@ class VerdictOutlook:
     requests_needed: int  # more canary requests (none failing, none slow) before the tests accept
     requests_per_second: float | None  # the canary's, since the step began
     waiting_for: list[str]
+    seconds: float = 0.0  # since the step began
 
     @property
     def eta_seconds(self) -> float | None:
@@ -187,10 +209,26 @@ class VerdictOutlook:
             return None
         return self.requests_needed / self.requests_per_second
 
+    @property
+    def optimistic_eta_seconds(self) -> float | None:
+        """The ETA at the highest rate the requests seen so far allow (about a 97.5% Poisson upper bound).
+
+        A step is cut short only when even this is too late: a few seconds of sparse
+        traffic must not end a step that could still decide.
+        """
+        if self.requests_needed == 0:
+            return 0.0
+        if self.seconds <= 0:
+            return None
+        n = self.canary_requests
+        return self.requests_needed / ((n + 2 * math.sqrt(n) + 1) / self.seconds)
+
     def describe(self) -> str:
         rate = f"{self.requests_per_second:.2f} req/s" if self.requests_per_second is not None else "no rate yet"
-        eta = self.eta_seconds
+        eta, soonest = self.eta_seconds, self.optimistic_eta_seconds
         projected = f"~{eta:.0f} s" if eta is not None else "never at this rate"
+        if eta and soonest is not None and soonest < eta:
+            projected += f" (at best {soonest:.0f} s)"
         return (
             f"{', '.join(self.waiting_for)} need ~{self.requests_needed} more canary requests"
             f" ({self.canary_requests} so far, {rate}): {projected}"
@@ -226,9 +264,8 @@ def measure_error_rate(obs: StepObservation, t: CanaryThresholds) -> Measurement
 
     A canary that fails is rejected after a handful of errors. Passing needs
     proof (about 750 clean requests at the defaults) only where
-    ``proof_required`` (the last analysed step); earlier steps move on once the
-    evidence leans good (likelier at the limit than at the alarm rate), each
-    step judged on its own evidence.
+    ``proof_required`` (the last analysed step); earlier steps move on while
+    the test has not rejected, each step judged on its own evidence.
     """
     threshold = f"< {t.max_error_rate:.2%} ({t.error_settings})"
     if obs.canary is None:
@@ -243,11 +280,11 @@ def measure_error_rate(obs: StepObservation, t: CanaryThresholds) -> Measurement
     decision = test.decide(c.requests, c.errors)
     message = f"{c.errors}/{c.requests} failed (LLR {llr:.2f}; fails at {test.upper:.2f}, proven at {test.lower:.2f})"
     phase = _sprt_phase(decision)
-    if phase is Phase.INCONCLUSIVE and not obs.proof_required and c.requests > 0 and llr <= 0:
-        # An earlier step moves on when the evidence leans towards "at most the limit"; the proof,
-        # with its stated error rates, is due before all traffic moves.
+    if phase is Phase.INCONCLUSIVE and not obs.proof_required and c.requests > 0:
+        # An earlier step moves on while the test has not rejected (its pace is set by the latency test);
+        # the proof, with its stated error rates, is due before all traffic moves.
         phase = Phase.PASSED
-        message += "; leaning good, proof due at the last step"
+        message += "; not rejected, proof due at the last step"
     return Measurement("error-rate", phase, c.error_rate, threshold, query, message)
 
 
@@ -317,30 +354,42 @@ def measure_p95(obs: StepObservation, t: CanaryThresholds) -> Measurement:
 
 
 def measure_latency_comparison(obs: StepObservation, t: CanaryThresholds) -> Measurement:
-    """Mann-Whitney U (one-sided): is the canary's latency series shifted above stable's?
+    """A sequential test on request-level latency against stable, from both sides' histograms.
 
-    A significant shift fails only when the canary median also exceeds the
-    stable median by more than ``latency_tolerance``: statistically real but
-    negligible differences do not block a release.
+    Take the bucket boundary where stable's requests split closest to half and
+    half (its median, as the histogram resolves it). With the same distribution
+    the canary's share of all requests slower than it is its share of requests;
+    a slower canary has more. The SPRT on where each slow request came from
+    fails a slower canary, passes at the last step only when proven
+    (`proof_required`), and earlier moves on while it has not rejected.
     """
-    threshold = f"p >= {t.alpha} or median within +{t.latency_tolerance:.0%}"
-    canary, stable = obs.canary_latency_series, obs.stable_latency_series
-    if canary is None or stable is None:
+    threshold = (
+        f"slower than stable's median: {1 + t.latency_tolerance:g}x as often as stable (ok) vs"
+        f" {t.latency_ratio_alarm:g}x (SPRT, alpha {t.alpha:g}, beta {t.missed_regression_rate:g})"
+    )
+    canary, stable = obs.canary_latency, obs.stable_latency
+    if canary is None or stable is None or "latency-vs-stable" in obs.errors:
         return _error("latency-vs-stable", obs, threshold)
     query = obs.queries.get("latency-vs-stable", "")
-    clean_canary = [v for v in canary if not math.isnan(v)]
-    clean_stable = [v for v in stable if not math.isnan(v)]
-    if len(clean_canary) < 3 or len(clean_stable) < 3:
-        return Measurement(
-            "latency-vs-stable", Phase.INCONCLUSIVE, None, threshold, query, "fewer than 3 points per side"
-        )
-    p_value = float(stats.mannwhitneyu(clean_canary, clean_stable, alternative="greater").pvalue)
-    canary_median = float(sorted(clean_canary)[len(clean_canary) // 2])
-    stable_median = float(sorted(clean_stable)[len(clean_stable) // 2])
-    shifted = canary_median > stable_median * (1 + t.latency_tolerance)
-    message = f"median {canary_median * 1000:.1f} ms vs {stable_median * 1000:.1f} ms, p={p_value:.2g}"
-    phase = Phase.FAILED if p_value < t.alpha and shifted else Phase.PASSED
-    return Measurement("latency-vs-stable", phase, p_value, threshold, query, message)
+    if canary.total == 0 or stable.total == 0:
+        return Measurement("latency-vs-stable", Phase.INCONCLUSIVE, None, threshold, query, "no requests on one side")
+    boundary = comparison_boundary(stable, canary)
+    if boundary is None:
+        return Measurement("latency-vs-stable", Phase.ERROR, None, threshold, query, "the histograms share no bucket")
+    slow_canary, slow_stable = canary.slower_than(boundary), stable.slower_than(boundary)
+    test = t.latency_comparison_test(canary.total / (canary.total + stable.total))
+    llr = test.log_likelihood_ratio(slow_canary + slow_stable, slow_canary)
+    decision = test.decide(slow_canary + slow_stable, slow_canary)
+    message = (
+        f"over {boundary * 1000:g} ms: canary {slow_canary}/{canary.total} ({slow_canary / canary.total:.0%})"
+        f" vs stable {slow_stable}/{stable.total} ({slow_stable / stable.total:.0%});"
+        f" LLR {llr:.2f}, fails at {test.upper:.2f}, proven at {test.lower:.2f}"
+    )
+    phase = _sprt_phase(decision)
+    if phase is Phase.INCONCLUSIVE and not obs.proof_required:
+        phase = Phase.PASSED
+        message += "; not rejected, proof due at the last step"
+    return Measurement("latency-vs-stable", phase, llr, threshold, query, message)
 
 
 def measure_router_errors(obs: StepObservation, t: CanaryThresholds) -> Measurement:
@@ -386,7 +435,8 @@ def assess_canary_step(obs: StepObservation, thresholds: CanaryThresholds) -> St
 
     >>> ok = SliceCounts(requests=100, errors=0)
     >>> fast = SlowRequests(requests=100, slow=0, bucket_seconds=0.2)
-    >>> obs = StepObservation(ok, ok, 0.05, [0.01] * 5, [0.01] * 5, [], slow_requests=fast)
+    >>> hist = LatencyHistogram({0.01: 50, 0.2: 100}, 100)
+    >>> obs = StepObservation(ok, ok, 0.05, hist, hist, [], slow_requests=fast)
     >>> assess_canary_step(obs, CanaryThresholds()).phase
     <Phase.PASSED: 'passed'>
     """
@@ -418,10 +468,41 @@ def verdict_outlook(obs: StepObservation, t: CanaryThresholds) -> VerdictOutlook
     slow = obs.slow_requests
     if slow is not None and 0 <= slow.slow <= slow.requests:
         needed["p95-latency"] = t.latency_test().more_trials_to_accept(slow.requests, slow.slow)
+    comparison = _latency_comparison_needs(obs, t)
+    if comparison is not None:
+        needed["latency-vs-stable"] = comparison
     waiting = {name: n for name, n in needed.items() if n > 0}
     elapsed = obs.seconds_since_step_start
     rate = requests / elapsed if elapsed and elapsed > 0 and requests else None
-    return VerdictOutlook(requests, max(waiting.values(), default=0), rate, sorted(waiting) or ["the metrics"])
+    return VerdictOutlook(
+        requests, max(waiting.values(), default=0), rate, sorted(waiting) or ["the step"], elapsed or 0.0
+    )
+
+
+def _latency_comparison_needs(obs: StepObservation, t: CanaryThresholds) -> int | None:
+    """Canary requests the latency comparison still needs at the last step, expected with stable's distribution.
+
+    Unlike the one-sample tests there is no "all good" path (half of stable's
+    requests are slow by construction), so this is the expected count: the
+    distance to the acceptance bound over the expected evidence per request.
+    """
+    canary, stable = obs.canary_latency, obs.stable_latency
+    if not obs.proof_required or canary is None or stable is None or not canary.total or not stable.total:
+        return None
+    boundary = comparison_boundary(stable, canary)
+    if boundary is None:
+        return None
+    slow_canary, slow_stable = canary.slower_than(boundary), stable.slower_than(boundary)
+    share = canary.total / (canary.total + stable.total)
+    test = t.latency_comparison_test(share)
+    llr = test.log_likelihood_ratio(slow_canary + slow_stable, slow_canary)
+    if llr <= test.lower:
+        return 0
+    good, bad = test.good_share, test.bad_share
+    per_slow = good * math.log(bad / good) + (1 - good) * math.log((1 - bad) / (1 - good))  # < 0 under H0
+    slow_fraction = max((slow_canary + slow_stable) / (canary.total + stable.total), 0.05)
+    slow_needed = (llr - test.lower) / -per_slow
+    return math.ceil(slow_needed / slow_fraction * share)
 
 
 def traffic_shortfall(outlook: VerdictOutlook | None, elapsed_seconds: float, t: CanaryThresholds) -> str | None:
@@ -431,17 +512,17 @@ def traffic_shortfall(outlook: VerdictOutlook | None, elapsed_seconds: float, t:
     after the deadline has passed. Under the "extend" policy the deadline is
     `max_extended_seconds`.
 
-    >>> slow_trickle = VerdictOutlook(40, 700, 0.5, ["error-rate"])
-    >>> traffic_shortfall(slow_trickle, 80, CanaryThresholds())[:60]
-    'insufficient traffic: error-rate need ~700 more canary reque'
-    >>> traffic_shortfall(VerdictOutlook(400, 300, 5.0, ["error-rate"]), 80, CanaryThresholds()) is None
+    >>> slow_trickle = VerdictOutlook(40, 1000, 0.5, ["error-rate"], seconds=80)
+    >>> traffic_shortfall(slow_trickle, 80, CanaryThresholds())[:61]
+    'insufficient traffic: error-rate need ~1000 more canary reque'
+    >>> traffic_shortfall(VerdictOutlook(400, 300, 5.0, ["error-rate"], seconds=80), 80, CanaryThresholds()) is None
     True
     """
     deadline = t.step_deadline_seconds if t.insufficient_traffic == "fail" else t.max_extended_seconds
     left = deadline - elapsed_seconds
     if outlook is None:
         return None if left > 0 else f"no verdict within {deadline:.0f} s"
-    eta = outlook.eta_seconds
+    eta = outlook.optimistic_eta_seconds
     if left <= 0 or (outlook.canary_requests >= MIN_REQUESTS_FOR_A_RATE and (eta is None or eta > left)):
         return f"insufficient traffic: {outlook.describe()}, {max(left, 0):.0f} s left of the step's {deadline:.0f} s"
     return None

@@ -53,19 +53,6 @@ class PrometheusClient:
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise MetricsUnavailableError(f"prometheus answer to {expr!r} is garbled: {exc!r}") from exc
 
-    def query_range(self, expr: str, start: float, end: float, step: float) -> dict[str, list[float]]:
-        """Series keyed by their labels (as sorted 'k=v,...'), NaNs dropped."""
-        data = self._get("/api/v1/query_range", {"query": expr, "start": start, "end": end, "step": step})
-        series = {}
-        try:
-            for result in data["result"]:
-                key = ",".join(f"{k}={v}" for k, v in sorted(result["metric"].items()))
-                values = [float(v) for _, v in result["values"]]
-                series[key] = [v for v in values if not math.isnan(v)]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MetricsUnavailableError(f"prometheus answer to {expr!r} is garbled: {exc!r}") from exc
-        return series
-
     def range_series(self, expr: str, start: float, end: float, step: float) -> list[Series]:
         """Every series of a range query with its labels and timestamped points, NaNs dropped."""
         data = self._get("/api/v1/query_range", {"query": expr, "start": start, "end": end, "step": step})

@@ -48,9 +48,6 @@ class DownPrometheus(FakePrometheus):
     def query(self, expr: str, at: float | None = None) -> list:  # type: ignore[type-arg]
         raise MetricsUnavailableError("prometheus at http://127.0.0.1:1 unreachable: connection refused")
 
-    def query_range(self, expr: str, start: float, end: float, step: float) -> dict[str, list[float]]:
-        raise MetricsUnavailableError("prometheus at http://127.0.0.1:1 unreachable: connection refused")
-
     def range_series(self, expr: str, start: float, end: float, step: float) -> list[Series]:
         raise MetricsUnavailableError("prometheus at http://127.0.0.1:1 unreachable: connection refused")
 

@@ -57,7 +57,7 @@ class Script:
         ("an error streak broken by a wait starts over", [E, E, W, E, E, P], True, Action.NEXT_STEP, 6),
         ("fail rolls back", [W, F], True, Action.ROLLBACK, 2),
         ("fail freezes a one-way migration", [F], False, Action.FREEZE, 1),
-        ("waits with no projection give up at the step's 600 s deadline", [W] * 400, True, Action.ROLLBACK, 300),
+        ("waits with no projection give up at the step's 1200 s deadline", [W] * 700, True, Action.ROLLBACK, 600),
     ],
 )
 def test_loop_decides(name: str, phases: list[Phase], backward_compatible: bool, action: Action, analyses: int) -> None:
@@ -100,7 +100,9 @@ def test_a_healthy_window_counts_its_evidence() -> None:
     assert (verdict.action, verdict.analyses, verdict.passed) == (Action.NEXT_STEP, 4, 4)
 
 
-TRICKLE = VerdictOutlook(canary_requests=40, requests_needed=700, requests_per_second=0.5, waiting_for=["error-rate"])
+TRICKLE = VerdictOutlook(
+    canary_requests=40, requests_needed=1000, requests_per_second=0.5, waiting_for=["error-rate"], seconds=80
+)
 
 
 def test_a_step_that_cannot_reach_a_verdict_in_time_says_so_at_once_with_the_numbers() -> None:
@@ -109,8 +111,8 @@ def test_a_step_that_cannot_reach_a_verdict_in_time_says_so_at_once_with_the_num
     verdict = Script([W] * 400, outlook=TRICKLE).run()
     assert (verdict.action, verdict.analyses) == (Action.ROLLBACK, 1)
     assert verdict.reasons == [
-        "insufficient traffic: error-rate need ~700 more canary requests (40 so far, 0.50 req/s): ~1400 s,"
-        " 598 s left of the step's 600 s"
+        "insufficient traffic: error-rate need ~1000 more canary requests (40 so far, 0.50 req/s): ~2000 s"
+        " (at best 1491 s), 1198 s left of the step's 1200 s"
     ]
 
 

@@ -7,9 +7,10 @@ import math
 import pytest
 
 from medianest_delivery.errors import MetricsUnavailableError
-from medianest_delivery.rollout.analysis import AnalysisScope, slow_requests
+from medianest_delivery.rollout.analysis import AnalysisScope, latency_histogram, slow_requests
 from medianest_delivery.rollout.evidence import (
     BinomialSPRT,
+    LatencyHistogram,
     Series,
     counter_increase,
     summed_increase,
@@ -88,13 +89,16 @@ def test_slow_requests_read_from_buckets_leave_out_cold_starts() -> None:
     total = [5, 10, 15, 20, 25, 30, 35]
     fast = [0, 0, 0, 5, 10, 14, 19]  # one slow request after the warm-up
     series = [ramp("r1", 10, total, le="+Inf"), ramp("r1", 10, fast, le="0.2"), ramp("r1", 10, fast, le="0.1")]
-    slow = slow_requests(HistogramOnly(series), SCOPE, 0, 16, 0.2, 3.0)  # type: ignore[arg-type]
+    histogram, excluded = latency_histogram(HistogramOnly(series), SCOPE, "b", 0, 16, 3.0)  # type: ignore[arg-type]
+    assert histogram == LatencyHistogram({0.1: 19, 0.2: 19}, 20)
+    slow = slow_requests(histogram, excluded, 0.2)
     assert (slow.requests, slow.slow, slow.bucket_seconds, slow.excluded_warmup) == (20, 1, 0.2, 15)
-    without_warmup = slow_requests(HistogramOnly(series), SCOPE, 0, 16, 0.2, 0.0)  # type: ignore[arg-type]
+    cold, none_left_out = latency_histogram(HistogramOnly(series), SCOPE, "b", 0, 16, 0.0)  # type: ignore[arg-type]
+    without_warmup = slow_requests(cold, none_left_out, 0.2)
     assert (without_warmup.requests, without_warmup.slow) == (35, 16)
 
 
 def test_a_histogram_without_a_bucket_under_the_limit_is_named() -> None:
     series = [ramp("r1", 0, [1, 2], le="+Inf"), ramp("r1", 0, [1, 2], le="0.5")]
     with pytest.raises(MetricsUnavailableError, match="no bucket at or below 200 ms"):
-        slow_requests(HistogramOnly(series), SCOPE, 0, 1, 0.2, 3.0)  # type: ignore[arg-type]
+        slow_requests(*latency_histogram(HistogramOnly(series), SCOPE, "b", 0, 1, 3.0), 0.2)  # type: ignore[arg-type]

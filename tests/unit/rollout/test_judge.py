@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medianest_delivery.rollout.evidence import SlowRequests
+from medianest_delivery.rollout.evidence import LatencyHistogram, SlowRequests
 from medianest_delivery.rollout.judge import (
     Action,
     CanaryThresholds,
@@ -20,16 +20,21 @@ T = CanaryThresholds()
 STABLE = SliceCounts(900, 0)
 HEALTHY = SliceCounts(100, 0)
 FAST = SlowRequests(100, 0, 0.2)
-FLAT = [0.010, 0.011, 0.009, 0.010, 0.012, 0.010, 0.011, 0.010]
-SLOW = [0.300, 0.310, 0.290, 0.305, 0.320, 0.300, 0.295, 0.310]
+# Request histograms (at or below each bucket boundary, and the total): stable's 900 requests split half and
+# half at 10 ms; the canary's 100 with the same shape; a canary shifted slower; one slow throughout.
+STABLE_HIST = LatencyHistogram({0.005: 100, 0.01: 450, 0.025: 850, 0.05: 890, 0.1: 898, 0.2: 900}, 900)
+FLAT = LatencyHistogram({0.005: 11, 0.01: 50, 0.025: 94, 0.05: 99, 0.1: 100, 0.2: 100}, 100)
+FLAT_800 = LatencyHistogram({0.005: 88, 0.01: 400, 0.025: 752, 0.05: 792, 0.1: 800, 0.2: 800}, 800)
+SHIFTED = LatencyHistogram({0.005: 2, 0.01: 10, 0.025: 60, 0.05: 95, 0.1: 99, 0.2: 100}, 100)
+SLOW = LatencyHistogram({0.005: 0, 0.01: 0, 0.025: 2, 0.05: 5, 0.1: 8, 0.2: 10}, 100)
 
 
 def obs(
     canary: SliceCounts | None = HEALTHY,
     stable: SliceCounts | None = STABLE,
     p95: float | None = 0.02,
-    canary_series: list[float] | None = FLAT,
-    stable_series: list[float] | None = FLAT,
+    canary_series: LatencyHistogram | None = FLAT,
+    stable_series: LatencyHistogram | None = STABLE_HIST,
     alerts: list[str] | None = None,
     slow: SlowRequests | None = FAST,
 ) -> StepObservation:
@@ -51,7 +56,12 @@ def obs(
             "error-rate",
         ),
         ("all-failing canary fails early on few requests", obs(canary=SliceCounts(6, 6)), Phase.FAILED, "error-rate"),
-        ("two errors are not yet evidence", obs(canary=SliceCounts(4, 2)), Phase.INCONCLUSIVE, None),
+        (
+            "two errors in four requests are no verdict yet: the step waits for evidence",
+            obs(canary=SliceCounts(4, 2), slow=SlowRequests(4, 0, 0.2)),
+            Phase.INCONCLUSIVE,
+            None,
+        ),
         (
             "too few requests wait",
             obs(canary=SliceCounts(10, 0), slow=SlowRequests(10, 0, 0.2)),
@@ -66,13 +76,15 @@ def obs(
         ),
         (
             "a clean step that must prove the error rate waits for ~750 requests",
-            StepObservation(HEALTHY, STABLE, 0.02, FLAT, FLAT, [], slow_requests=FAST, proof_required=True),
+            StepObservation(HEALTHY, STABLE, 0.02, FLAT, STABLE_HIST, [], slow_requests=FAST, proof_required=True),
             Phase.INCONCLUSIVE,
             None,
         ),
         (
             "and passes with them",
-            StepObservation(SliceCounts(800, 0), STABLE, 0.02, FLAT, FLAT, [], slow_requests=FAST, proof_required=True),
+            StepObservation(
+                SliceCounts(800, 0), STABLE, 0.02, FLAT_800, STABLE_HIST, [], slow_requests=FAST, proof_required=True
+            ),
             Phase.PASSED,
             None,
         ),
@@ -108,7 +120,7 @@ def obs(
         ),
         (
             "latency shift fails even under the p95 limit",
-            obs(p95=0.15, canary_series=[v / 2 for v in SLOW]),
+            obs(p95=0.15, canary_series=SHIFTED),
             Phase.FAILED,
             "latency-vs-stable",
         ),
@@ -117,7 +129,7 @@ def obs(
         ("missing latency series is an error", obs(canary_series=None), Phase.ERROR, "latency-vs-stable"),
         (
             "unknown alert state is an error",
-            StepObservation(SliceCounts(100, 0), STABLE, 0.02, FLAT, FLAT, None, slow_requests=FAST),
+            StepObservation(SliceCounts(100, 0), STABLE, 0.02, FLAT, STABLE_HIST, None, slow_requests=FAST),
             Phase.ERROR,
             "critical-alerts",
         ),
@@ -144,7 +156,14 @@ def obs(
         (
             "missing p95 despite traffic is an error",
             StepObservation(
-                HEALTHY, STABLE, None, FLAT, FLAT, [], errors={"p95-latency": "no latency samples"}, slow_requests=FAST
+                HEALTHY,
+                STABLE,
+                None,
+                FLAT,
+                STABLE_HIST,
+                [],
+                errors={"p95-latency": "no latency samples"},
+                slow_requests=FAST,
             ),
             Phase.ERROR,
             "p95-latency",
@@ -175,7 +194,7 @@ def test_measurements_keep_queries_and_errors() -> None:
         STABLE,
         0.02,
         FLAT,
-        FLAT,
+        STABLE_HIST,
         [],
         queries={"error-rate": "sum(x)"},
         errors={"error-rate": "connection refused"},
@@ -364,11 +383,19 @@ def test_traffic_and_policy_settings_are_checked_when_built() -> None:
 def test_the_outlook_counts_the_requests_each_undecided_test_needs() -> None:
     """At the last step a clean canary with 100 requests in 50 s needs ~645 more: ~323 s at its 2 req/s."""
     observation = StepObservation(
-        HEALTHY, STABLE, 0.02, FLAT, FLAT, [], slow_requests=FAST, proof_required=True, seconds_since_step_start=50
+        HEALTHY,
+        STABLE,
+        0.02,
+        FLAT,
+        STABLE_HIST,
+        [],
+        slow_requests=FAST,
+        proof_required=True,
+        seconds_since_step_start=50,
     )
     outlook = assess_canary_step(observation, T).outlook
     assert outlook is not None
-    assert outlook.waiting_for == ["error-rate"]
-    assert outlook.requests_needed == T.error_test().more_trials_to_accept(100, 0)
+    assert outlook.waiting_for == ["error-rate", "latency-vs-stable"]
+    assert outlook.requests_needed == T.error_test().more_trials_to_accept(100, 0)  # the longer of the two
     assert outlook.requests_per_second == pytest.approx(2.0)
     assert outlook.eta_seconds == pytest.approx(outlook.requests_needed / 2.0)
