@@ -133,6 +133,7 @@ class CanaryThresholds:
 
     def latency_comparison_test(self, canary_share: float) -> BinomialSPRT:
         """Which side each request slower than stable's median came from (as `error_comparison_test`)."""
+
         def slow_share_from_canary(ratio: float) -> float:
             return ratio * canary_share / (ratio * canary_share + 1 - canary_share)
 

@@ -187,8 +187,9 @@ def test_repushed_tag_fails_verification(fresh_release: ReleaseManifest, local_s
     client = docker.DockerClient(base_url=local_stack.docker_host)
     impostor = client.images.get(local_stack.base_image)
     impostor.tag(image.repository, "1.0.0")
-    client.images.push(image.repository, "1.0.0")
+    pushed = client.images.push(image.repository, "1.0.0", auth_config=registry_for(fresh_release).docker_auth())
     client.close()
+    assert '"error"' not in pushed, pushed  # the impostor really is in the registry under the tag
     with pytest.raises(VerificationError, match=r"\[tag.immutable\] tag \S+:1\.0\.0 now points at"):
         verify(fresh_release, "backend")
 
@@ -326,11 +327,11 @@ def test_leaked_secret_blocks_the_release(local_stack: StackSettings, prefect_ha
     assert not list((tmp_path / "releases").rglob("latest.json"))
     namespace = OciRegistry.load(blocks["registry_block"]).namespace  # type: ignore[union-attr]
     registry = f"http://{local_stack.registry_host}/v2"
-    repositories = [
-        r for r in httpx.get(f"{registry}/_catalog", timeout=10).json()["repositories"] if r.startswith(f"{namespace}/")
-    ]
+    auth = local_stack.registry_credentials()
+    catalog = httpx.get(f"{registry}/_catalog", timeout=10, auth=auth).json()["repositories"]
+    repositories = [r for r in catalog if r.startswith(f"{namespace}/")]
     for repository in repositories:
-        tags = httpx.get(f"{registry}/{repository}/tags/list", timeout=10).json().get("tags") or []
+        tags = httpx.get(f"{registry}/{repository}/tags/list", timeout=10, auth=auth).json().get("tags") or []
         assert not [t for t in tags if t.endswith((".sig", ".att"))], f"{repository} was signed: {tags}"
 
 

@@ -35,6 +35,7 @@ from medianest_delivery.rollout.runtime import REPLICA_PIDS_LIMIT, DockerRuntime
 from medianest_delivery.settings import StackSettings
 from tasks.rollout import controller
 from tests.flaky_proxy import FlakyProxy
+from tests.helpers import stack_prefect_env
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -360,7 +361,12 @@ def test_unsigned_image_is_refused_before_any_container_starts(
     client = docker.DockerClient(base_url=local_stack.docker_host)
     unsigned_repo = manifest.images[0].repository
     client.images.get(local_stack.base_image).tag(unsigned_repo, "unsigned")
-    pushed = [e for e in client.images.push(unsigned_repo, "unsigned", stream=True, decode=True) if "aux" in e]
+    auth = OciRegistry(host=local_stack.registry_host).docker_auth()  # the stack's credentials
+    pushed = [
+        e
+        for e in client.images.push(unsigned_repo, "unsigned", stream=True, decode=True, auth_config=auth)
+        if "aux" in e
+    ]
     manifest.images[0].digest = pushed[-1]["aux"]["Digest"]
     # A manifest the trusted key signed (say, a compromised build step) that points at an unsigned image.
     pair = SigningKey().get_client()
@@ -514,6 +520,8 @@ def deliver_in_subprocess(
         f"open({str(out)!r}, 'w').write(json.dumps(result, default=str))\n"
     )
     env_vars = {**os.environ, "PREFECT_API_URL": api_url}
+    if api_url.rstrip("/") == StackSettings().stack_prefect_api_url:
+        env_vars.update(stack_prefect_env(StackSettings()))  # the stack's server wants its credentials
     return subprocess.Popen([sys.executable, str(script)], env=env_vars, cwd=str(REPO), start_new_session=True)
 
 
@@ -685,7 +693,7 @@ def test_prefect_ui_shows_the_latest_deliver_run_its_tasks_and_canary_chart(
     from playwright.sync_api import sync_playwright
 
     from medianest_delivery.localstack.stack import stack_up
-    from tests.helpers import REPO_ROOT, stack_prefect_env
+    from tests.helpers import REPO_ROOT
 
     settings = StackSettings()
     stack_up(settings, {"prefect-server"})
