@@ -88,11 +88,23 @@ def bucket_probabilities(median: float, sigma: float) -> np.ndarray:
 class SimulatedStep:
     """One canary step's cumulative counts, grown interval by interval (what the real analysis reads)."""
 
-    def __init__(self, rng: np.random.Generator, rate: float, weight: int, canary: Release, stable: Release) -> None:
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        rate: float,
+        weight: int,
+        canary: Release,
+        stable: Release,
+        cold_start: str = "warm-up",
+    ) -> None:
         self.rng, self.rate, self.weight = rng, rate, weight
         self.canary_release, self.stable_release = canary, stable
         self.canary, self.stable = SideCounts(), SideCounts()
         self.elapsed = 0.0
+        # "warm-up": a new replica's first seconds are left out (the default); "none": judged as served;
+        # "fresh-baseline": no warm-up, and the comparison is with a stable-version replica started beside
+        # the canary (same share, same cold start), as Kayenta recommends.
+        self.cold_start = cold_start
 
     def _serve(self, side: SideCounts, release: Release, share: float, seconds: float, cold: bool) -> None:
         n = int(self.rng.poisson(self.rate * share * seconds))
@@ -101,7 +113,7 @@ class SimulatedStep:
         side.requests += n
         side.errors += int(self.rng.binomial(n, release.error_rate))
         median = release.median_seconds * (1 + release.median_shift) * (COLD_FACTOR if cold else 1.0)
-        if cold:
+        if cold and self.cold_start == "warm-up":
             return  # the warm-up leaves a new replica's first seconds out of the latency evidence
         cdf = bucket_probabilities(median, release.sigma)
         cells = self.rng.multinomial(n, np.diff(np.concatenate(([0.0], cdf, [1.0]))))
@@ -112,7 +124,10 @@ class SimulatedStep:
         share = self.weight / 100
         cold = self.elapsed < COLD_SECONDS and self.weight == STEPS[0]  # a new canary's cold start
         self._serve(self.canary, self.canary_release, share, seconds, cold)
-        self._serve(self.stable, self.stable_release, 1 - share, seconds, False)
+        if self.cold_start == "fresh-baseline":
+            self._serve(self.stable, self.stable_release, share, seconds, cold)
+        else:
+            self._serve(self.stable, self.stable_release, 1 - share, seconds, False)
         self.elapsed += seconds
 
     def observation(self, proof_required: bool, t: CanaryThresholds) -> StepObservation:
@@ -141,13 +156,15 @@ class RolloutResult:
     reason: str
 
 
-def simulate_rollout(rng: np.random.Generator, rate: float, canary: Release, judge: str) -> RolloutResult:
+def simulate_rollout(
+    rng: np.random.Generator, rate: float, canary: Release, judge: str, cold_start: str = "warm-up"
+) -> RolloutResult:
     """Steps 10/30/50 with the real loop on a virtual clock (or the baseline judge); the outcome and its cost."""
     thresholds = CanaryThresholds()
     stable = Release()
     total_seconds, canary_requests = 0.0, 0
     for n, weight in enumerate(STEPS, start=1):
-        step = SimulatedStep(rng, rate, weight, canary, stable)
+        step = SimulatedStep(rng, rate, weight, canary, stable, cold_start)
         if judge == "sequential":
             verdict = analyse_until_decided(
                 JudgedStep(step, thresholds, proof_required=n == len(STEPS)),
@@ -220,10 +237,10 @@ def _histogram_quantile(hist: LatencyHistogram, q: float) -> float | None:
 
 
 def share_rolled_back(
-    rate: float, release: Release, runs: int, judge: str, seed: int
+    rate: float, release: Release, runs: int, judge: str, seed: int, cold_start: str = "warm-up"
 ) -> tuple[float, list[RolloutResult]]:
     rng = np.random.default_rng(seed)
-    results = [simulate_rollout(rng, rate, release, judge) for _ in range(runs)]
+    results = [simulate_rollout(rng, rate, release, judge, cold_start) for _ in range(runs)]
     return sum(r.rolled_back for r in results) / runs, results
 
 
@@ -253,6 +270,13 @@ def simulation(runs: int) -> None:
     _, slow = share_rolled_back(50.0, Release(median_shift=0.25), runs, "sequential", seed=3)
     within = sum(r.rolled_back and r.seconds <= 60 for r in slow) / runs
     print(f"   +25% median at 50 req/s rolled back within 60 s: {within:.1%} (target >= 95%)")
+    print(f"   cold starts (the canary's first {COLD_SECONDS:g} s {COLD_FACTOR:g}x slower), sequential judge:")
+    print(f"   {'':<44} {'req/s':>6} {'healthy rolled back':>20} {'+25% caught':>12}")
+    for mode in ("warm-up", "none", "fresh-baseline"):
+        for rate in (5.0, 50.0, 500.0):
+            healthy, _ = share_rolled_back(rate, Release(), runs // 2, "sequential", seed=6, cold_start=mode)
+            shifted, _ = share_rolled_back(rate, Release(median_shift=0.25), runs // 2, "sequential", 6, mode)
+            print(f"   {mode:<44} {rate:>6g} {healthy:>20.1%} {shifted:>12.1%}")
     print("   power curve at 50 req/s (share rolled back, sequential vs baseline):")
     for error_rate in (0.0002, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02):
         ours, _ = share_rolled_back(50.0, Release(error_rate=error_rate), runs // 2, "sequential", seed=4)
