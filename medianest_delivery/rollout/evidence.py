@@ -114,6 +114,24 @@ class LatencyHistogram:
     def slower_than(self, boundary: float) -> int:
         return max(0, self.total - self.at_or_below.get(boundary, 0))
 
+    def share_slower_than(self, seconds: float) -> float:
+        """The share of requests slower than ``seconds``, linear between bucket boundaries (as
+        histogram_quantile reads a bucket), from 0 s where every request is slower.
+
+        >>> LatencyHistogram({0.01: 20, 0.02: 60}, 100).share_slower_than(0.015)
+        0.6
+        """
+        if self.total <= 0:
+            return 0.0
+        lower, below = 0.0, 0
+        for boundary in sorted(b for b in self.at_or_below if math.isfinite(b)):
+            count = self.at_or_below[boundary]
+            if seconds <= boundary:
+                inside = (seconds - lower) / (boundary - lower) if boundary > lower else 1.0
+                return 1 - (below + (count - below) * inside) / self.total
+            lower, below = boundary, count
+        return 1 - below / self.total
+
 
 def comparison_boundary(stable: LatencyHistogram, canary: LatencyHistogram) -> float | None:
     """The boundary both histograms have where stable's requests split closest to half slower, half not.

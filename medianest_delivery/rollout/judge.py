@@ -65,12 +65,11 @@ class CanaryThresholds:
     max_error_rate: float = 0.001  # canary error rate below 0.1%
     max_p95_seconds: float = 0.2  # canary p95 below 200 ms
     alpha: float = 0.01  # false rollback rate of every test, however often the step is looked at
-    # Latency against stable: how often each side is slower than stable's median bucket. A canary slower
-    # than that `latency_ratio_alarm` times as often as stable (a +25% median shift at typical spread) is
-    # caught with 1 - missed_regression_rate; one up to `1 + latency_tolerance` times as often (about a
-    # +5% median) passes with 1 - alpha.
+    # Latency against stable, as shifts of stable's distribution: a canary whose requests take
+    # `latency_tolerance` longer (+10%) passes with 1 - alpha, one `latency_shift_alarm` longer (+25%)
+    # is caught with 1 - missed_regression_rate (see `latency_comparison_test`).
     latency_tolerance: float = 0.10
-    latency_ratio_alarm: float = 1.35
+    latency_shift_alarm: float = 0.25
     max_consecutive_errors: int = 3  # analysis errors in a row before rolling back
     # The error tests: a canary failing this many times the limit (0.5%), or this many times as often as
     # stable, is caught with probability 1 - missed_regression_rate; one at the limit passes with 1 - alpha.
@@ -131,15 +130,31 @@ class CanaryThresholds:
             self.missed_regression_rate,
         )
 
-    def latency_comparison_test(self, canary_share: float) -> BinomialSPRT:
-        """Which side each request slower than stable's median came from (as `error_comparison_test`)."""
+    def latency_comparison_test(
+        self, canary_share: float, stable: LatencyHistogram, boundary: float
+    ) -> BinomialSPRT:
+        """Which side each request slower than ``boundary`` (near stable's median) came from.
+
+        The hypotheses are shifts of stable's own distribution: were every canary
+        request `latency_tolerance` slower, its share slower than the boundary would
+        be stable's share slower than boundary / 1.1; `latency_shift_alarm`, than
+        boundary / 1.25 (read from stable's histogram). As ratios to stable's share,
+        they become the canary's expected share of all slow requests, as in
+        `error_comparison_test`; so the test needs no assumption about the spread.
+        """
+        slow_share = max(stable.share_slower_than(boundary), 1e-6)
+        ok = stable.share_slower_than(boundary / (1 + self.latency_tolerance)) / slow_share
+        alarm = stable.share_slower_than(boundary / (1 + self.latency_shift_alarm)) / slow_share
+        # Buckets too coarse to tell the shifts apart still get a test: at least 1.02 and 1.1x that.
+        ok = max(ok, 1.02)
+        alarm = max(alarm, ok * 1.1)
 
         def slow_share_from_canary(ratio: float) -> float:
             return ratio * canary_share / (ratio * canary_share + 1 - canary_share)
 
         return BinomialSPRT(
-            slow_share_from_canary(1 + self.latency_tolerance),
-            slow_share_from_canary(self.latency_ratio_alarm),
+            slow_share_from_canary(ok),
+            slow_share_from_canary(alarm),
             self.alpha,
             self.missed_regression_rate,
         )
@@ -365,8 +380,8 @@ def measure_latency_comparison(obs: StepObservation, t: CanaryThresholds) -> Mea
     (`proof_required`), and earlier moves on while it has not rejected.
     """
     threshold = (
-        f"slower than stable's median: {1 + t.latency_tolerance:g}x as often as stable (ok) vs"
-        f" {t.latency_ratio_alarm:g}x (SPRT, alpha {t.alpha:g}, beta {t.missed_regression_rate:g})"
+        f"stable's latency +{t.latency_tolerance:.0%} (ok) vs +{t.latency_shift_alarm:.0%}"
+        f" (SPRT, alpha {t.alpha:g}, beta {t.missed_regression_rate:g})"
     )
     canary, stable = obs.canary_latency, obs.stable_latency
     if canary is None or stable is None or "latency-vs-stable" in obs.errors:
@@ -378,12 +393,14 @@ def measure_latency_comparison(obs: StepObservation, t: CanaryThresholds) -> Mea
     if boundary is None:
         return Measurement("latency-vs-stable", Phase.ERROR, None, threshold, query, "the histograms share no bucket")
     slow_canary, slow_stable = canary.slower_than(boundary), stable.slower_than(boundary)
-    test = t.latency_comparison_test(canary.total / (canary.total + stable.total))
+    share = canary.total / (canary.total + stable.total)
+    test = t.latency_comparison_test(share, stable, boundary)
     llr = test.log_likelihood_ratio(slow_canary + slow_stable, slow_canary)
     decision = test.decide(slow_canary + slow_stable, slow_canary)
     message = (
         f"over {boundary * 1000:g} ms: canary {slow_canary}/{canary.total} ({slow_canary / canary.total:.0%})"
         f" vs stable {slow_stable}/{stable.total} ({slow_stable / stable.total:.0%});"
+        f" ok up to {_ratio(test.good_share, share):.2f}x, alarm at {_ratio(test.bad_share, share):.2f}x;"
         f" LLR {llr:.2f}, fails at {test.upper:.2f}, proven at {test.lower:.2f}"
     )
     phase = _sprt_phase(decision)
@@ -391,6 +408,12 @@ def measure_latency_comparison(obs: StepObservation, t: CanaryThresholds) -> Mea
         phase = Phase.PASSED
         message += "; not rejected, proof due at the last step"
     return Measurement("latency-vs-stable", phase, llr, threshold, query, message)
+
+
+def _ratio(slow_share_from_canary: float, canary_share: float) -> float:
+    """The canary-to-stable ratio of slow shares behind an expected canary share of slow requests."""
+    q = slow_share_from_canary
+    return (q / (1 - q)) * ((1 - canary_share) / canary_share)
 
 
 def measure_router_errors(obs: StepObservation, t: CanaryThresholds) -> Measurement:
@@ -495,7 +518,7 @@ def _latency_comparison_needs(obs: StepObservation, t: CanaryThresholds) -> int 
         return None
     slow_canary, slow_stable = canary.slower_than(boundary), stable.slower_than(boundary)
     share = canary.total / (canary.total + stable.total)
-    test = t.latency_comparison_test(share)
+    test = t.latency_comparison_test(share, stable, boundary)
     llr = test.log_likelihood_ratio(slow_canary + slow_stable, slow_canary)
     if llr <= test.lower:
         return 0

@@ -25,7 +25,7 @@ FAST = SlowRequests(100, 0, 0.2)
 STABLE_HIST = LatencyHistogram({0.005: 100, 0.01: 450, 0.025: 850, 0.05: 890, 0.1: 898, 0.2: 900}, 900)
 FLAT = LatencyHistogram({0.005: 11, 0.01: 50, 0.025: 94, 0.05: 99, 0.1: 100, 0.2: 100}, 100)
 FLAT_800 = LatencyHistogram({0.005: 88, 0.01: 400, 0.025: 752, 0.05: 792, 0.1: 800, 0.2: 800}, 800)
-SHIFTED = LatencyHistogram({0.005: 2, 0.01: 10, 0.025: 60, 0.05: 95, 0.1: 99, 0.2: 100}, 100)
+SHIFTED = LatencyHistogram({0.005: 6, 0.01: 30, 0.025: 180, 0.05: 285, 0.1: 297, 0.2: 300}, 300)
 SLOW = LatencyHistogram({0.005: 0, 0.01: 0, 0.025: 2, 0.05: 5, 0.1: 8, 0.2: 10}, 100)
 
 
@@ -399,3 +399,30 @@ def test_the_outlook_counts_the_requests_each_undecided_test_needs() -> None:
     assert outlook.requests_needed == T.error_test().more_trials_to_accept(100, 0)  # the longer of the two
     assert outlook.requests_per_second == pytest.approx(2.0)
     assert outlook.eta_seconds == pytest.approx(outlook.requests_needed / 2.0)
+
+
+def _lognormal_histogram(median: float, sigma: float, total: int) -> LatencyHistogram:
+    """Expected bucket counts of a log-normal latency through the sample app's buckets."""
+    import math
+
+    buckets = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
+    cdf = {b: 0.5 * (1 + math.erf(math.log(b / median) / (sigma * math.sqrt(2)))) for b in buckets}
+    return LatencyHistogram({b: round(total * p) for b, p in cdf.items()}, total)
+
+
+@pytest.mark.parametrize("sigma", [0.35, 0.5, 0.9])
+@pytest.mark.parametrize(("shift", "phase"), [(0.0, Phase.PASSED), (0.05, Phase.PASSED), (0.4, Phase.FAILED)])
+def test_latency_comparison_judges_median_shifts_whatever_the_spread(sigma: float, shift: float, phase: Phase) -> None:
+    """The hypotheses are shifts of stable's own distribution (+10% ok, +25% alarm), so a tighter and a wider
+    latency distribution get the same verdicts: +0% and +5% pass, +40% fails, at the last step with 2,000
+    requests a side. Ratios fixed in advance over-react to a tight distribution (+5% is many more slow
+    requests when every request takes about the same time) and under-react to a wide one. (Much tighter than
+    sigma 0.35 the sample app's buckets, 25 ms then 50 ms, cannot tell +5% from +25% apart at a 30 ms median:
+    the README says so.)"""
+    stable = _lognormal_histogram(0.030, sigma, 2000)
+    canary = _lognormal_histogram(0.030 * (1 + shift), sigma, 2000)
+    observation = StepObservation(
+        SliceCounts(2000, 0), SliceCounts(2000, 0), 0.05, canary, stable, [], slow_requests=FAST, proof_required=True
+    )
+    measurement = next(m for m in assess_canary_step(observation, T).measurements if m.metric == "latency-vs-stable")
+    assert measurement.phase is phase, measurement.message
