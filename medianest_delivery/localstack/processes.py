@@ -233,10 +233,20 @@ class RegistryServer(_ManagedProcess):
         except httpx.HTTPError:
             return False
 
+    @property
+    def htpasswd_path(self) -> Path:
+        return self.settings.state_dir / "registry" / "htpasswd"
+
     def stale_reason(self) -> str:
-        """A registry we started before authentication existed still answers anonymously: restart it."""
+        """A registry we started before authentication existed still answers anonymously, and one started
+        before its htpasswd was rewritten checks the old entries: restart it."""
         if self.our_pid() is None:
             return ""
+        try:
+            if self.htpasswd_path.stat().st_mtime > self.pid_file.stat().st_mtime:
+                return "its htpasswd changed since it started"
+        except FileNotFoundError:
+            pass
         try:
             anonymous = httpx.get(f"{self.where()}/v2/", timeout=2).status_code
         except httpx.HTTPError:
@@ -249,7 +259,7 @@ class RegistryServer(_ManagedProcess):
 
     def _write_htpasswd(self) -> Path:
         user, password = ensure_credentials(self.settings.registry_credentials_file, self.user).split(":", 1)
-        path = self.settings.state_dir / "registry" / "htpasswd"
+        path = self.htpasswd_path
         path.parent.mkdir(parents=True, exist_ok=True)
         if not (path.is_file() and htpasswd_matches(path.read_text(), user, password)):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

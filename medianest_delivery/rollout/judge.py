@@ -130,9 +130,7 @@ class CanaryThresholds:
             self.missed_regression_rate,
         )
 
-    def latency_comparison_test(
-        self, canary_share: float, stable: LatencyHistogram, boundary: float
-    ) -> BinomialSPRT:
+    def latency_comparison_test(self, canary_share: float, stable: LatencyHistogram, boundary: float) -> BinomialSPRT:
         """Which side each request slower than ``boundary`` (near stable's median) came from.
 
         The hypotheses are shifts of stable's own distribution: were every canary
