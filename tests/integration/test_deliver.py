@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,8 +40,10 @@ from tests.helpers import stack_prefect_env
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-# A looser error limit (1%) than the 0.1% default: its proof takes ~75 requests instead of ~750.
-FAST = {"max_error_rate": 0.01}
+# Looser than the defaults, so that a test's last step proves its case in seconds: a 1% error limit (its
+# proof takes ~75 requests instead of ~750) and latency against stable at +25% ok / +100% alarm (instead of
+# +10% / +25%). The judge's defaults are what the demo, the benchmarks and the unit simulations run.
+FAST = {"max_error_rate": 0.01, "latency_tolerance": 0.25, "latency_shift_alarm": 1.0}
 # A canary that stays undecided at its last step (its proof would take ~75,000 requests), and waits for it.
 PENDING = {"max_error_rate": 0.00001, "insufficient_traffic": "extend", "max_extended_seconds": 36000}
 
@@ -134,7 +137,10 @@ def history_events(environment: str) -> list[tuple[str, str]]:
     return [(e.event, e.version) for e in ReleaseHistory(StackSettings().history_dsn).events(environment)]
 
 
-def loads(environment: str, rate: float = 100, seconds: float = 240) -> tuple[LoadGenerator, LoadGenerator]:
+def loads(environment: str, rate: float = 50, seconds: float = 240) -> tuple[LoadGenerator, LoadGenerator]:
+    """Client traffic through the routers, bounded. 50 req/s to the API: at 100 on this 2-core machine, next to
+    Prometheus, Prefect and eight replicas, the replicas' own p80 passed 200 ms after a promotion (CPU-starved,
+    a real slowness the judge rightly rolled back)."""
     backend = LoadGenerator(f"{router(environment, 0)}/api/media", rate, int(rate * seconds), seconds).start()
     frontend = LoadGenerator(f"{router(environment, 1)}/", 20, int(20 * seconds), seconds).start()
     return backend, frontend
@@ -745,7 +751,8 @@ def test_prefect_ui_shows_the_latest_deliver_run_its_tasks_and_canary_chart(
             page.get_by_text("Task Runs", exact=True).click()
             page.wait_for_load_state("networkidle")
             page.get_by_text(f"promote: {environment}/backend").first.wait_for(timeout=15000)
-            assert page.get_by_text(f"analysis: {environment}/backend step 1 #1").first.is_visible()
+            # The list shows the newest task runs first; a step's early analyses may be further down.
+            assert page.get_by_text(re.compile(rf"analysis: {environment}/backend step \d+ #\d+")).first.is_visible()
             page.screenshot(path=str(shots / "ui-deliver-task-runs.png"), full_page=True)
             page.get_by_text("Artifacts", exact=True).click()
             page.locator("a", has_text=f"canary-chart-{environment}").first.click()
