@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medianest_delivery.release.manifest import ReleaseManifest
+from medianest_delivery.rollout.loadgen import LoadReport
 from medianest_delivery.settings import StackSettings
 
 
@@ -96,13 +97,22 @@ def run_delivery_demo(console: Console, settings: StackSettings, app_config: str
                 summary["outcome"],
                 (summary["reason"] or "")[:70],
                 f"{time.monotonic() - started:.0f}s",
-                f"{seen.failed + pages.failed}/{seen.total + pages.total}",
+                f"{seen.failed + pages.failed}/{seen.total + pages.total}"
+                if version != DEMO_RELEASES[0][0]
+                else _first_release_failures(seen, pages),
                 f"{ui}/runs/flow-run/{summary['flow_run_id']}",
             )
         )
-    table = Table(title="what the demo did in production")
+    table = Table(title="what the demo did in production")  # client failures: every request the load sent
     for column in ("release", "outcome", "reason", "took", "client failures", "deliver flow run"):
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+def _first_release_failures(*reports: LoadReport) -> str:
+    """A first release: the load starts before production exists, so count from the first answer (and say so)."""
+    answered = [r.since_first_answer() for r in reports]
+    before = sum(r.total for r in reports) - sum(r.total for r in answered)
+    return f"{sum(r.failed for r in answered)}/{sum(r.total for r in answered)} (+{before} before it existed)"

@@ -52,6 +52,11 @@ class LoadReport:
     def between(self, start: float, end: float) -> list[Outcome]:
         return [o for o in self.outcomes if start <= o.at < end]
 
+    def since_first_answer(self) -> LoadReport:
+        """The outcomes from the first successful answer on: a first release has nothing to answer before it."""
+        first = next((o.at for o in sorted(self.outcomes, key=lambda o: o.at) if not o.failed), None)
+        return LoadReport([o for o in self.outcomes if first is not None and o.at >= first])
+
 
 def require_loopback(url: str) -> str:
     host = urlparse(url).hostname or ""

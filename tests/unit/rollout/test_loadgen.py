@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medianest_delivery.errors import ConfigError
-from medianest_delivery.rollout.loadgen import require_loopback
+from medianest_delivery.rollout.loadgen import LoadReport, Outcome, require_loopback
 
 
 @pytest.mark.parametrize(
@@ -23,3 +23,19 @@ def test_load_generator_refuses_non_loopback(url: str) -> None:
 def test_load_generator_accepts_loopback(url: str) -> None:
     """Any 127.0.0.0/8 address, ::1 and localhost pass through unchanged."""
     assert require_loopback(url) == url
+
+
+def test_a_first_release_counts_client_failures_from_its_first_answer() -> None:
+    """Refused connections before the first answer (nothing deployed yet) are left out; failures after it count."""
+    report = LoadReport(
+        [
+            Outcome(0.1, 0, "", 0.001),
+            Outcome(0.2, 0, "", 0.001),
+            Outcome(0.3, 200, "1.0.0", 0.01),
+            Outcome(0.4, 503, "", 0.01),
+            Outcome(0.5, 200, "1.0.0", 0.01),
+        ]
+    )
+    answered = report.since_first_answer()
+    assert (answered.total, answered.failed) == (3, 1)
+    assert LoadReport([Outcome(0.1, 0, "", 0.0)]).since_first_answer().total == 0
