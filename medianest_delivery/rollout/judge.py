@@ -391,6 +391,12 @@ def measure_latency_comparison(obs: StepObservation, t: CanaryThresholds) -> Mea
     if boundary is None:
         return Measurement("latency-vs-stable", Phase.ERROR, None, threshold, query, "the histograms share no bucket")
     slow_canary, slow_stable = canary.slower_than(boundary), stable.slower_than(boundary)
+    if not _resolvable(slow_stable, stable.total):
+        message = (
+            f"stable's {stable.total} requests sit on one side of every bucket boundary ({slow_stable} over"
+            f" {boundary * 1000:g} ms): the buckets cannot resolve a shift; the p95 limit still judges latency"
+        )
+        return Measurement("latency-vs-stable", Phase.PASSED, None, threshold, query, message)
     share = canary.total / (canary.total + stable.total)
     test = t.latency_comparison_test(share, stable, boundary)
     llr = test.log_likelihood_ratio(slow_canary + slow_stable, slow_canary)
@@ -406,6 +412,12 @@ def measure_latency_comparison(obs: StepObservation, t: CanaryThresholds) -> Mea
         phase = Phase.PASSED
         message += "; not rejected, proof due at the last step"
     return Measurement("latency-vs-stable", phase, llr, threshold, query, message)
+
+
+def _resolvable(slow: int, total: int) -> bool:
+    """Whether stable's requests split at the comparison boundary (2-98% slower): else the histogram puts
+    them all in one bucket and says nothing about a shift smaller than it."""
+    return 0.02 <= slow / total <= 0.98
 
 
 def _ratio(slow_share_from_canary: float, canary_share: float) -> float:
@@ -515,6 +527,8 @@ def _latency_comparison_needs(obs: StepObservation, t: CanaryThresholds) -> int 
     if boundary is None:
         return None
     slow_canary, slow_stable = canary.slower_than(boundary), stable.slower_than(boundary)
+    if not _resolvable(slow_stable, stable.total):
+        return None
     share = canary.total / (canary.total + stable.total)
     test = t.latency_comparison_test(share, stable, boundary)
     llr = test.log_likelihood_ratio(slow_canary + slow_stable, slow_canary)

@@ -426,3 +426,17 @@ def test_latency_comparison_judges_median_shifts_whatever_the_spread(sigma: floa
     )
     measurement = next(m for m in assess_canary_step(observation, T).measurements if m.metric == "latency-vs-stable")
     assert measurement.phase is phase, measurement.message
+
+
+def test_a_histogram_that_cannot_resolve_stable_does_not_hold_the_step() -> None:
+    """All of stable's requests in one bucket: the comparison has nothing to measure a shift by, says so and
+    passes (the p95 limit still judges), instead of waiting for evidence that can never come."""
+    one_bucket = LatencyHistogram({0.005: 0, 0.01: 900, 0.025: 900}, 900)
+    canary = LatencyHistogram({0.005: 0, 0.01: 100, 0.025: 100}, 100)
+    observation = StepObservation(
+        HEALTHY, STABLE, 0.01, canary, one_bucket, [], slow_requests=FAST, proof_required=True
+    )
+    decision = assess_canary_step(observation, T)
+    comparison = next(m for m in decision.measurements if m.metric == "latency-vs-stable")
+    assert comparison.phase is Phase.PASSED
+    assert "cannot resolve a shift" in comparison.message
