@@ -54,7 +54,10 @@ def main() -> None:
     app_config = str(ROOT / "examples" / "medianest" / "delivery.yaml")
     suffix = uuid.uuid4().hex[:6]
     environment = f"preview-bench{suffix}"
-    with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
+    from medianest_delivery.localstack.prefect_api import stack_prefect_settings
+
+    # stack_up imported Prefect already: os.environ above is for child processes; this process is told here.
+    with stack_prefect_settings(settings), tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
         OciRegistry(host=settings.registry_host, namespace=f"bench-{suffix}").save(f"bench-{suffix}", overwrite=True)
         SigningKey().save(f"bench-{suffix}", overwrite=True)  # the local key: the one deploys trust by default
         manifests = {}

@@ -46,10 +46,11 @@ def main() -> None:
 
     settings = StackSettings()
     stack_up(settings)
-    # Prefect reads its settings once: run everything inside settings that point at the stack's server.
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    # Prefect reads its settings once: run everything inside settings that point at the stack's server
+    # (its URL and its credentials).
+    from medianest_delivery.localstack.prefect_api import stack_prefect_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
+    with stack_prefect_settings(settings):
         run(settings, args.rounds)
 
 

@@ -23,6 +23,13 @@ def which_or_raise(tool: str, hint: str = "") -> str:
     return found
 
 
+# Our own credentials, which code from the app's repository (its quality commands: a pull request's
+# tests) must not inherit: with them it could read every Secret block or push images.
+ORCHESTRATOR_SECRETS = frozenset(
+    {"PREFECT_API_AUTH_STRING", "PREFECT_API_KEY", "TRIVY_USERNAME", "TRIVY_PASSWORD", "COSIGN_PASSWORD"}
+)
+
+
 def run_command(
     argv: Sequence[str],
     *,
@@ -31,16 +38,20 @@ def run_command(
     check: bool = True,
     timeout: float | None = 1800,
     ok_codes: Sequence[int] = (0,),
+    untrusted: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` without a shell, capturing stdout+stderr as text.
 
     Raises CommandFailedError (with the output tail) when the exit code is not in
-    ``ok_codes`` and ``check`` is true.
+    ``ok_codes`` and ``check`` is true. ``untrusted``: the app's own code runs, so
+    our credentials (`ORCHESTRATOR_SECRETS`) are left out of its environment.
     """
     if isinstance(argv, str):  # a string here would mean someone built a command line
         raise TypeError("run_command takes an argument list, not a string")
     args = [str(a) for a in argv]
     full_env = {**os.environ, **(env or {})}
+    if untrusted:
+        full_env = {k: v for k, v in full_env.items() if k not in ORCHESTRATOR_SECRETS}
     try:
         completed = subprocess.run(
             args,

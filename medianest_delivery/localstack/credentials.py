@@ -8,29 +8,38 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import bcrypt
 
 
 def ensure_credentials(path: Path, user: str) -> str:
-    """`user:password` from ``path``, made (0600, in a 0700 directory) on first use and kept thereafter."""
+    """`user:password` from ``path``, made (0600, in a 0700 directory) on first use and kept thereafter.
+
+    Written to a private temp file and linked into place, so the file is never seen empty; a damaged
+    one (empty, or no `user:password`) is an error naming it, never silently replaced.
+    """
     try:
         existing = path.read_text().strip()
     except FileNotFoundError:
-        existing = ""
-    if existing:
+        existing = None
+    if existing is not None:
         if ":" not in existing:
             raise ValueError(f"{path} holds no `user:password` line; remove it to make new credentials")
         return existing
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     value = f"{user}:{secrets.token_urlsafe(24)}"
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another `stack up` made it first: theirs stands
-        return ensure_credentials(path, user)
-    with os.fdopen(fd, "w") as out:
-        out.write(value + "\n")
+        with os.fdopen(fd, "w") as out:
+            out.write(value + "\n")
+        try:
+            os.link(temporary, path)  # fails if another `stack up` linked its own first: theirs stands
+        except FileExistsError:
+            return path.read_text().strip()
+    finally:
+        os.unlink(temporary)
     return value
 
 

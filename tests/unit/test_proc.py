@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import pytest
 
 from medianest_delivery.errors import CommandFailedError, ToolMissingError
@@ -36,3 +39,17 @@ def test_process_runs_recognises_this_process_and_rejects_others() -> None:
     assert not process_runs(os.getpid(), ["haproxy", "-db", "-f", "/x/haproxy.cfg"])
     assert not process_runs(2**22 + 12345, own)  # no such process
     assert not process_runs(os.getpid(), [])
+
+
+def test_untrusted_commands_do_not_inherit_our_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (review): the app's quality commands (a pull request's code) inherited PREFECT_API_AUTH_STRING
+    and could read every Secret block. Untrusted commands get the environment without our credentials."""
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "medianest:s3cret")
+    monkeypatch.setenv("TRIVY_PASSWORD", "registry-s3cret")
+    monkeypatch.setenv("MEDIANEST_HARMLESS", "kept")
+    dump = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
+    untrusted = json.loads(run_command(dump, untrusted=True).stdout)
+    assert "PREFECT_API_AUTH_STRING" not in untrusted
+    assert "TRIVY_PASSWORD" not in untrusted
+    assert untrusted["MEDIANEST_HARMLESS"] == "kept"
+    assert json.loads(run_command(dump).stdout)["PREFECT_API_AUTH_STRING"] == "medianest:s3cret"  # ours keep it

@@ -44,6 +44,16 @@ def test_a_credentials_file_without_a_user_is_an_error_not_replaced(stack: Stack
     assert stack.registry_credentials() is None
 
 
+def test_an_empty_credentials_file_is_named_not_a_recursion(stack: StackSettings) -> None:
+    """Regression (review): a zero-length file (a crash between create and write) made `stack up` recurse
+    forever. The file is now linked into place whole, and an empty one is an error naming it."""
+    stack.prefect_auth_file.parent.mkdir(parents=True)
+    stack.prefect_auth_file.write_text("")
+    with pytest.raises(ValueError, match="prefect-api-auth holds no `user:password`"):
+        ensure_credentials(stack.prefect_auth_file, "medianest")
+    assert list(stack.prefect_auth_file.parent.iterdir()) == [stack.prefect_auth_file]  # no temp file left
+
+
 def test_htpasswd_entries_are_bcrypt_and_checked() -> None:
     """The registry accepts only bcrypt; an unchanged password is recognised, a changed one is not."""
     line = htpasswd_line("medianest-ci", "s3cret")
