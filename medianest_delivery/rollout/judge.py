@@ -122,10 +122,9 @@ class CanaryThresholds:
         Equal error rates give the canary that share of the errors (good); a canary
         failing `error_rate_alarm_factor` times as often gives it more (bad).
         """
-        factor = self.error_rate_alarm_factor
         return BinomialSPRT(
             canary_share,
-            factor * canary_share / (factor * canary_share + 1 - canary_share),
+            _canary_share_of_events(self.error_rate_alarm_factor, canary_share),
             self.alpha,
             self.missed_regression_rate,
         )
@@ -146,13 +145,9 @@ class CanaryThresholds:
         # Buckets too coarse to tell the shifts apart still get a test: at least 1.02 and 1.1x that.
         ok = max(ok, 1.02)
         alarm = max(alarm, ok * 1.1)
-
-        def slow_share_from_canary(ratio: float) -> float:
-            return ratio * canary_share / (ratio * canary_share + 1 - canary_share)
-
         return BinomialSPRT(
-            slow_share_from_canary(ok),
-            slow_share_from_canary(alarm),
+            _canary_share_of_events(ok, canary_share),
+            _canary_share_of_events(alarm, canary_share),
             self.alpha,
             self.missed_regression_rate,
         )
@@ -166,6 +161,59 @@ class CanaryThresholds:
 
 
 INSUFFICIENT_TRAFFIC_POLICIES = ("fail", "extend")
+
+
+def _canary_share_of_events(ratio: float, canary_share: float) -> float:
+    """The canary's expected share of all events (errors, slow requests) when it serves ``canary_share`` of
+    requests and has them ``ratio`` times as often as stable."""
+    return ratio * canary_share / (ratio * canary_share + 1 - canary_share)
+
+
+def _ratio(share_of_events: float, canary_share: float) -> float:
+    """The inverse of `_canary_share_of_events`: the canary-to-stable ratio behind a share of events."""
+    return (share_of_events / (1 - share_of_events)) * ((1 - canary_share) / canary_share)
+
+
+@dataclass(frozen=True)
+class _SlowSplit:
+    """Requests on each side slower than the comparison boundary, and the latency SPRT over them."""
+
+    boundary: float
+    slow_canary: int
+    slow_stable: int
+    canary_share: float  # of all requests
+    test: BinomialSPRT
+
+    @property
+    def llr(self) -> float:
+        return self.test.log_likelihood_ratio(self.slow_canary + self.slow_stable, self.slow_canary)
+
+    def decide(self) -> SequentialDecision:
+        return self.test.decide(self.slow_canary + self.slow_stable, self.slow_canary)
+
+
+def _slow_split(
+    canary: LatencyHistogram, stable: LatencyHistogram, t: CanaryThresholds
+) -> _SlowSplit | tuple[Phase, str]:
+    """The latency comparison's evidence, or the phase and reason when there is none (both sides must have
+    requests): no shared bucket is broken metrics (ERROR); a stable the buckets cannot resolve is not (PASSED)."""
+    boundary = comparison_boundary(stable, canary)
+    if boundary is None:
+        return Phase.ERROR, "the histograms share no bucket"
+    slow_canary, slow_stable = canary.slower_than(boundary), stable.slower_than(boundary)
+    if not _resolvable(slow_stable, stable.total):
+        return Phase.PASSED, (
+            f"stable's {stable.total} requests sit on one side of every bucket boundary ({slow_stable} over"
+            f" {boundary * 1000:g} ms): the buckets cannot resolve a shift; the p95 limit still judges latency"
+        )
+    share = canary.total / (canary.total + stable.total)
+    return _SlowSplit(boundary, slow_canary, slow_stable, share, t.latency_comparison_test(share, stable, boundary))
+
+
+def _resolvable(slow: int, total: int) -> bool:
+    """Whether stable's requests split at the comparison boundary (2-98% slower): else the histogram puts
+    them all in one bucket and says nothing about a shift smaller than it."""
+    return 0.02 <= slow / total <= 0.98
 
 
 @dataclass(frozen=True)
@@ -387,43 +435,22 @@ def measure_latency_comparison(obs: StepObservation, t: CanaryThresholds) -> Mea
     query = obs.queries.get("latency-vs-stable", "")
     if canary.total == 0 or stable.total == 0:
         return Measurement("latency-vs-stable", Phase.INCONCLUSIVE, None, threshold, query, "no requests on one side")
-    boundary = comparison_boundary(stable, canary)
-    if boundary is None:
-        return Measurement("latency-vs-stable", Phase.ERROR, None, threshold, query, "the histograms share no bucket")
-    slow_canary, slow_stable = canary.slower_than(boundary), stable.slower_than(boundary)
-    if not _resolvable(slow_stable, stable.total):
-        message = (
-            f"stable's {stable.total} requests sit on one side of every bucket boundary ({slow_stable} over"
-            f" {boundary * 1000:g} ms): the buckets cannot resolve a shift; the p95 limit still judges latency"
-        )
-        return Measurement("latency-vs-stable", Phase.PASSED, None, threshold, query, message)
-    share = canary.total / (canary.total + stable.total)
-    test = t.latency_comparison_test(share, stable, boundary)
-    llr = test.log_likelihood_ratio(slow_canary + slow_stable, slow_canary)
-    decision = test.decide(slow_canary + slow_stable, slow_canary)
+    split = _slow_split(canary, stable, t)
+    if isinstance(split, tuple):
+        return Measurement("latency-vs-stable", split[0], None, threshold, query, split[1])
+    test, share, llr = split.test, split.canary_share, split.llr
     message = (
-        f"over {boundary * 1000:g} ms: canary {slow_canary}/{canary.total} ({slow_canary / canary.total:.0%})"
-        f" vs stable {slow_stable}/{stable.total} ({slow_stable / stable.total:.0%});"
+        f"over {split.boundary * 1000:g} ms: canary {split.slow_canary}/{canary.total}"
+        f" ({split.slow_canary / canary.total:.0%}) vs stable {split.slow_stable}/{stable.total}"
+        f" ({split.slow_stable / stable.total:.0%});"
         f" ok up to {_ratio(test.good_share, share):.2f}x, alarm at {_ratio(test.bad_share, share):.2f}x;"
         f" LLR {llr:.2f}, fails at {test.upper:.2f}, proven at {test.lower:.2f}"
     )
-    phase = _sprt_phase(decision)
+    phase = _sprt_phase(split.decide())
     if phase is Phase.INCONCLUSIVE and not obs.proof_required:
         phase = Phase.PASSED
         message += "; not rejected, proof due at the last step"
     return Measurement("latency-vs-stable", phase, llr, threshold, query, message)
-
-
-def _resolvable(slow: int, total: int) -> bool:
-    """Whether stable's requests split at the comparison boundary (2-98% slower): else the histogram puts
-    them all in one bucket and says nothing about a shift smaller than it."""
-    return 0.02 <= slow / total <= 0.98
-
-
-def _ratio(slow_share_from_canary: float, canary_share: float) -> float:
-    """The canary-to-stable ratio of slow shares behind an expected canary share of slow requests."""
-    q = slow_share_from_canary
-    return (q / (1 - q)) * ((1 - canary_share) / canary_share)
 
 
 def measure_router_errors(obs: StepObservation, t: CanaryThresholds) -> Measurement:
@@ -523,22 +550,17 @@ def _latency_comparison_needs(obs: StepObservation, t: CanaryThresholds) -> int 
     canary, stable = obs.canary_latency, obs.stable_latency
     if not obs.proof_required or canary is None or stable is None or not canary.total or not stable.total:
         return None
-    boundary = comparison_boundary(stable, canary)
-    if boundary is None:
+    split = _slow_split(canary, stable, t)
+    if isinstance(split, tuple):
         return None
-    slow_canary, slow_stable = canary.slower_than(boundary), stable.slower_than(boundary)
-    if not _resolvable(slow_stable, stable.total):
-        return None
-    share = canary.total / (canary.total + stable.total)
-    test = t.latency_comparison_test(share, stable, boundary)
-    llr = test.log_likelihood_ratio(slow_canary + slow_stable, slow_canary)
-    if llr <= test.lower:
+    test = split.test
+    if split.llr <= test.lower:
         return 0
     good, bad = test.good_share, test.bad_share
     per_slow = good * math.log(bad / good) + (1 - good) * math.log((1 - bad) / (1 - good))  # < 0 under H0
-    slow_fraction = max((slow_canary + slow_stable) / (canary.total + stable.total), 0.05)
-    slow_needed = (llr - test.lower) / -per_slow
-    return math.ceil(slow_needed / slow_fraction * share)
+    slow_fraction = max((split.slow_canary + split.slow_stable) / (canary.total + stable.total), 0.05)
+    slow_needed = (split.llr - test.lower) / -per_slow
+    return math.ceil(slow_needed / slow_fraction * split.canary_share)
 
 
 def traffic_shortfall(outlook: VerdictOutlook | None, elapsed_seconds: float, t: CanaryThresholds) -> str | None:
