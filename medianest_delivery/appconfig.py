@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -96,6 +96,13 @@ class Component(_Strict):
         description="Container environment; {database_url}, {environment} and {router_url:<component>} are filled in",
     )
     smoke: list[str] = Field(default_factory=list, description="Critical GET paths that must answer 2xx")
+    canary_affinity: Literal["none", "cookie"] = Field(
+        default="none",
+        description=(
+            "none: each request is routed by the canary's share on its own; cookie: the router gives each "
+            "client a canary_bucket cookie, so a browser stays on one version from canary step to step"
+        ),
+    )
 
     @field_validator("health", "ready", "metrics", "openapi")
     @classmethod

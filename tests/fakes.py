@@ -80,6 +80,7 @@ class FakeRouter:
         self.state: RouterState | None = None
         self.running = False
         self.applied: list[dict[str, dict[str, int]]] = []
+        self.drained: list[tuple[str, str]] = []
 
     def load_state(self) -> RouterState | None:
         return None if self.state is None else RouterState.from_json(self.state.to_json())
@@ -97,6 +98,10 @@ class FakeRouter:
     def apply(self, state: RouterState, components: list[str] | None = None) -> None:
         self.save_state(state)
         self.applied.append({name: dict(b.weights) for name, b in state.backends.items()})
+
+    def wait_idle(self, component: str, slot: str, timeout_seconds: float) -> int:
+        self.drained.append((component, slot))
+        return 0
 
     def remove_files(self) -> None:
         self.state = None

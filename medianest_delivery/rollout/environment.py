@@ -14,13 +14,15 @@ from typing import Any
 from medianest_delivery.appconfig import AppConfig, Component
 from medianest_delivery.errors import StackError
 from medianest_delivery.rollout.app_role import app_database_url, app_role_name, ensure_app_role
-from medianest_delivery.rollout.judge import split_weights
 from medianest_delivery.rollout.metrics import write_scrape_targets
 from medianest_delivery.rollout.previews import plan_for, release_preview
 from medianest_delivery.rollout.router import HAProxyRouter, Router, RouterState, new_backend
 from medianest_delivery.rollout.runtime import ReplicaSpec, Runtime, wait_until_healthy
 from medianest_delivery.rollout.topology import EnvironmentPlan, other_slot
 from medianest_delivery.settings import StackSettings
+
+# How long a slot that lost its traffic may take to answer its requests in flight before its replicas go.
+SLOT_DRAIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class EnvironmentController:
         for index, component in enumerate(self.config.components):
             if component.name not in state.backends:
                 state.backends[component.name] = new_backend(self.plan, component.name, index, component.health)
+            state.backends[component.name].affinity = component.canary_affinity
         return state
 
     def index(self, component: str) -> int:
@@ -160,14 +163,14 @@ class EnvironmentController:
         state = self.state()
         backend = state.backends[component]
         stable, candidate = backend.stable_slot, other_slot(backend.stable_slot)
+        if not 0 <= candidate_percent <= 100:
+            raise StackError(f"{self.name}/{component}: canary weight {candidate_percent} must be 0..100")
+        if candidate_replicas < 1:
+            raise StackError(f"{self.name}/{component}: a canary needs at least one replica")
         backend.active_replicas[candidate] = candidate_replicas
-        stable_replicas = max(1, backend.active_replicas[stable])
         if backend.active_replicas[stable] == 0:  # first release: no stable slot to share with
-            backend.weights[candidate] = 100
-        else:
-            backend.weights[candidate], backend.weights[stable] = split_weights(
-                candidate_percent, candidate_replicas, stable_replicas
-            )
+            candidate_percent = 100
+        backend.weights[candidate], backend.weights[stable] = candidate_percent, 100 - candidate_percent
         self.router.apply(state, [component])
         return state
 
@@ -199,8 +202,7 @@ class EnvironmentController:
         backend.slot_releases.pop(new, None)
         backend.verdict_pending = False
         self.router.apply(state, [component])
-        self.runtime.remove(self.name, component, new)
-        self.write_app_targets()
+        self._remove_slot(component, new)
         return old
 
     def accept_verdicts(self, components: list[str]) -> None:
@@ -220,8 +222,7 @@ class EnvironmentController:
         backend.slot_releases.pop(old, None)
         backend.verdict_pending = False
         self.router.apply(state, [component])
-        self.runtime.remove(self.name, component, old)
-        self.write_app_targets()
+        self._remove_slot(component, old)
 
     def abort_candidate(self, component: str) -> None:
         """Weight 0 for the candidate, then tear it down: stable keeps serving alone."""
@@ -234,7 +235,12 @@ class EnvironmentController:
         if backend.active_replicas[backend.stable_slot]:
             backend.weights[backend.stable_slot] = 100
         self.router.apply(state, [component])
-        self.runtime.remove(self.name, component, candidate)
+        self._remove_slot(component, candidate)
+
+    def _remove_slot(self, component: str, slot: str) -> None:
+        """Remove a slot the router no longer sends traffic to, once its requests in flight have been answered."""
+        self.router.wait_idle(component, slot, SLOT_DRAIN_SECONDS)
+        self.runtime.remove(self.name, component, slot)
         self.write_app_targets()
 
     def tear_down(self) -> None:

@@ -613,25 +613,3 @@ def decide_action(
     if phase is Phase.ERROR:
         return give_up if consecutive_errors >= thresholds.max_consecutive_errors else Action.WAIT
     return give_up if shortfall else Action.WAIT
-
-
-def split_weights(canary_percent: int, canary_replicas: int, stable_replicas: int) -> tuple[int, int]:
-    """Per-server HAProxy weights (canary, stable) giving the canary slot ``canary_percent`` of traffic.
-
-    HAProxy balances on the sum of server weights, so each side's weight is
-    scaled by the other side's replica count; HAProxy caps weights at 256.
-
-    >>> split_weights(10, 2, 2)
-    (20, 180)
-    >>> split_weights(50, 1, 2)
-    (100, 50)
-    """
-    if not 0 <= canary_percent <= 100:
-        raise ValueError(f"canary weight {canary_percent} must be 0..100")
-    if canary_replicas < 1 or stable_replicas < 1:
-        raise ValueError("each slot needs at least one replica")
-    canary_weight = canary_percent * stable_replicas
-    stable_weight = (100 - canary_percent) * canary_replicas
-    while max(canary_weight, stable_weight) > 256:
-        canary_weight, stable_weight = (canary_weight + 1) // 2, (stable_weight + 1) // 2
-    return canary_weight, stable_weight

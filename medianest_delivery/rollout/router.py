@@ -1,10 +1,17 @@
 """HAProxy as the router of one environment: config rendering (pure), process and runtime API (I/O).
 
-The desired state (which slot is stable, per-server weights, active replicas)
-is persisted as JSON before it is applied, and the config file is re-rendered
-from it every time, so a restarted HAProxy comes back with the same split.
-Weights change through the runtime API on the admin socket: no reload, no
-dropped connections.
+The desired state (which slot is stable, each slot's share of traffic, active
+replicas) is persisted as JSON before it is applied, and the config and map
+files are re-rendered from it every time, so a restarted HAProxy comes back
+with the same split.
+
+Traffic is split by bucket, not by server weight: every request belongs to one
+of 100 buckets (the client's `canary_bucket` cookie when it holds one, a random
+bucket otherwise), and a map sends buckets below the canary's percent to the
+canary slot. Moving from 10% to 30% only adds buckets to the canary, so a
+client that keeps its cookie never flips back to the old version. The map
+changes through the runtime API (prepare, fill, commit: one atomic swap), with
+no reload and no dropped connection.
 """
 
 from __future__ import annotations
@@ -19,26 +26,32 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
 from medianest_delivery.errors import StackError
 from medianest_delivery.proc import process_runs, run_command, which_or_raise
-from medianest_delivery.rollout.topology import MAX_REPLICAS, SLOTS, EnvironmentPlan
+from medianest_delivery.rollout.topology import MAX_REPLICAS, SLOTS, EnvironmentPlan, other_slot
+
+BUCKETS = 100
+CANARY_COOKIE = "canary_bucket"
+Affinity = Literal["none", "cookie"]
 
 
 @dataclass
 class BackendState:
-    """One component's pool: both slots' servers, their weights and which slot is stable."""
+    """One component's traffic: both slots' servers, each slot's share (percent) and which slot is stable."""
 
     component: str
     router_port: int
     slot_ports: dict[str, list[int]]
     active_replicas: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SLOTS, 0))
-    weights: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SLOTS, 0))
+    weights: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SLOTS, 0))  # percent of buckets
     stable_slot: str = "a"
     health_path: str = "/health"
+    # "cookie": a client without a bucket cookie gets one, and keeps its version across canary steps.
+    affinity: str = "none"
     # What each slot runs (image by digest, version, extra env): reconcile restarts from this.
     slot_releases: dict[str, dict[str, Any]] = field(default_factory=dict)
     # True from `promote` until the rollout's verdict: the stable slot holds a release nobody
@@ -47,6 +60,9 @@ class BackendState:
 
     def server_names(self, slot: str) -> list[str]:
         return [f"{slot}{i}" for i in range(len(self.slot_ports[slot]))]
+
+    def canary_percent(self) -> int:
+        return max(0, min(BUCKETS, self.weights[other_slot(self.stable_slot)]))
 
 
 @dataclass
@@ -65,20 +81,47 @@ class RouterState:
         return cls(backends=backends, **raw)
 
 
-def new_backend(plan: EnvironmentPlan, component: str, index: int, health_path: str = "/health") -> BackendState:
+def new_backend(
+    plan: EnvironmentPlan, component: str, index: int, health_path: str = "/health", affinity: Affinity = "none"
+) -> BackendState:
     return BackendState(
         component=component,
         router_port=plan.router_port(index),
         slot_ports={slot: [plan.replica_port(index, slot, r) for r in range(MAX_REPLICAS)] for slot in SLOTS},
         health_path=health_path,
+        affinity=affinity,
     )
 
 
-def render_haproxy_config(state: RouterState, admin_socket: Path) -> str:
+def bucket_slots(backend: BackendState) -> list[str]:
+    """The slot of each bucket: the first ``canary_percent`` buckets are the canary's, the rest stable's.
+
+    Growing the canary only ever moves buckets from stable to canary, which is
+    what keeps a cookie-holding client on one version from step to step.
+    """
+    canary = backend.canary_percent()
+    candidate = other_slot(backend.stable_slot)
+    return [candidate if bucket < canary else backend.stable_slot for bucket in range(BUCKETS)]
+
+
+def render_map(backend: BackendState) -> str:
+    return "".join(f"{bucket} {slot}\n" for bucket, slot in enumerate(bucket_slots(backend)))
+
+
+def map_path(directory: Path, component: str) -> Path:
+    return directory / f"{component}.map"
+
+
+def render_haproxy_config(state: RouterState, admin_socket: Path, maps_dir: Path) -> str:
     """haproxy.cfg for the state: one frontend per component on 127.0.0.1, a stats/metrics frontend.
 
-    ``retries`` with ``redispatch`` re-sends a request whose connection failed
-    to another server (a replica that just stopped); HTTP errors are never
+    Each component has one backend per slot; the frontend picks the slot from
+    the request's bucket through the component's map. A slot with no usable
+    server (its replicas failing their health checks, or not yet up) hands
+    its buckets to the other slot rather than answer 503. ``retries`` with
+    ``redispatch`` re-sends a request whose connection failed to another
+    server of the slot; an idempotent request whose server closed the
+    connection without answering is retried too. HTTP errors are never
     retried, so a bad canary's 500s still reach clients and metrics.
     """
     lines = [
@@ -94,6 +137,7 @@ def render_haproxy_config(state: RouterState, admin_socket: Path) -> str:
         "    timeout http-keep-alive 5s",
         "    retries 3",
         "    option redispatch 1",
+        "    retry-on conn-failure empty-response",
         "",
         "frontend stats",
         f"    bind 127.0.0.1:{state.stats_port}",
@@ -103,38 +147,52 @@ def render_haproxy_config(state: RouterState, admin_socket: Path) -> str:
         "",
     ]
     for name, backend in sorted(state.backends.items()):
+        routes = map_path(maps_dir, name)
         lines += [
             f"frontend fe_{name}",
             f"    bind 127.0.0.1:{backend.router_port}",
-            f"    default_backend be_{name}",
-            "",
-            f"backend be_{name}",
-            "    balance roundrobin",
-            f"    option httpchk GET {backend.health_path}",
-            "    http-check expect status 200",
-            "    default-server inter 1s fall 2 rise 1",
+            "    http-request disable-l7-retry unless METH_GET || METH_HEAD",
+            f"    http-request set-var(txn.pinned) bool(1) if {{ req.cook({CANARY_COOKIE}) -m reg ^[0-9]{{1,2}}$ }}",
+            f"    http-request set-var(txn.bucket) req.cook({CANARY_COOKIE}) if {{ var(txn.pinned) -m bool }}",
+            f"    http-request set-var(txn.bucket) rand({BUCKETS}) unless {{ var(txn.pinned) -m bool }}",
+            f"    http-request set-var(txn.slot) var(txn.bucket),map_int({routes},{backend.stable_slot})",
         ]
         for slot in SLOTS:
+            lines.append(
+                f"    http-request set-var(txn.slot) str({other_slot(slot)})"
+                f" if {{ var(txn.slot) -m str {slot} }} {{ nbsrv(be_{name}_{slot}) eq 0 }}"
+            )
+        lines += [f"    use_backend be_{name}_{slot} if {{ var(txn.slot) -m str {slot} }}" for slot in SLOTS]
+        lines.append(f"    default_backend be_{name}_{backend.stable_slot}")
+        if backend.affinity == "cookie":
+            lines.append(
+                f'    http-response add-header Set-Cookie "{CANARY_COOKIE}=%[var(txn.bucket)]; Path=/; HttpOnly;'
+                ' SameSite=Lax" unless { var(txn.pinned) -m bool }'
+            )
+        lines.append("")
+        for slot in SLOTS:
+            lines += [
+                f"backend be_{name}_{slot}",
+                "    balance roundrobin",
+                f"    option httpchk GET {backend.health_path}",
+                "    http-check expect status 200",
+                "    default-server inter 1s fall 2 rise 1",
+            ]
             for i, port in enumerate(backend.slot_ports[slot]):
                 active = i < backend.active_replicas[slot]
-                lines.append(
-                    f"    server {slot}{i} 127.0.0.1:{port} weight {backend.weights[slot]} check"
-                    + ("" if active else " disabled")
-                )
-        lines.append("")
+                lines.append(f"    server {slot}{i} 127.0.0.1:{port} check" + ("" if active else " disabled"))
+            lines.append("")
     return "\n".join(lines)
 
 
-def runtime_commands(backend: BackendState) -> list[str]:
-    """Runtime API commands that make live HAProxy match ``backend`` (weights, enabled servers)."""
+def server_commands(backend: BackendState, active: bool) -> list[str]:
+    """Runtime API commands that set the component's active servers ready (``active``) or the rest in maintenance."""
     commands = []
     for slot in SLOTS:
         for i, server in enumerate(backend.server_names(slot)):
-            address = f"be_{backend.component}/{server}"
-            if i < backend.active_replicas[slot]:
-                commands += [f"set server {address} state ready", f"set weight {address} {backend.weights[slot]}"]
-            else:
-                commands += [f"set weight {address} 0", f"set server {address} state maint"]
+            if (i < backend.active_replicas[slot]) == active:
+                state = "ready" if active else "maint"
+                commands.append(f"set server be_{backend.component}_{slot}/{server} state {state}")
     return commands
 
 
@@ -150,6 +208,8 @@ class Router(Protocol):
     def stop(self) -> bool: ...
 
     def apply(self, state: RouterState, components: list[str] | None = None) -> None: ...
+
+    def wait_idle(self, component: str, slot: str, timeout_seconds: float) -> int: ...
 
     def remove_files(self) -> None: ...
 
@@ -174,10 +234,10 @@ class HAProxyRouter:
     def save_state(self, state: RouterState) -> None:
         """Persist first, then render: the files always describe the desired split."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(state.to_json())
-        tmp.replace(self.state_path)
-        self.config_path.write_text(render_haproxy_config(state, self.socket_path))
+        _write_atomically(self.state_path, state.to_json())
+        for name, backend in state.backends.items():
+            _write_atomically(map_path(self.dir, name), render_map(backend))
+        _write_atomically(self.config_path, render_haproxy_config(state, self.socket_path, self.dir))
 
     def argv(self, haproxy: str) -> list[str]:
         return [haproxy, "-db", "-f", str(self.config_path)]
@@ -201,9 +261,28 @@ class HAProxyRouter:
         return True
 
     def start(self, state: RouterState) -> None:
-        """Start HAProxy from the persisted state if it is not running (a restart restores the split)."""
+        """Start HAProxy from the persisted state if it is not running (a restart restores the split).
+
+        One that runs an older config (started before an upgrade of this
+        project, without the bucket maps) is replaced seamlessly: the new
+        process binds beside it, then the old one is told to finish its
+        connections and exit (HAProxy's soft stop, SIGUSR1).
+        """
         if self.running():
+            if self._serves_maps(state):
+                return
+            outdated = self.pid()
+            self._launch(state)
+            if outdated is not None:
+                os.kill(outdated, signal.SIGUSR1)
             return
+        self._launch(state)
+
+    def _serves_maps(self, state: RouterState) -> bool:
+        loaded = self.command("show map")
+        return all(str(map_path(self.dir, name)) in loaded for name in state.backends)
+
+    def _launch(self, state: RouterState) -> None:
         self.save_state(state)
         haproxy = which_or_raise("haproxy", "Install Debian's haproxy (make deps).")
         run_command([haproxy, "-c", "-q", "-f", str(self.config_path)])
@@ -220,7 +299,7 @@ class HAProxyRouter:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise StackError(f"haproxy for {self.environment} exited; see {self.dir / 'haproxy.log'}")
-            if self.running():
+            if self.running() and self._serves_maps(state):
                 return
             time.sleep(0.1)
         raise StackError(f"haproxy for {self.environment} did not open {self.socket_path}")
@@ -258,30 +337,78 @@ class HAProxyRouter:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def apply(self, state: RouterState, components: list[str] | None = None) -> None:
-        """Persist ``state`` then push it to the live process through the runtime API."""
+        """Persist ``state`` then push it to the live process through the runtime API.
+
+        In the order that never sends a request to a server that cannot take
+        it: servers that gain traffic are made ready first, then each map is
+        swapped in one commit, and only then are the servers that lost their
+        traffic put in maintenance (their requests in flight still finish).
+        """
         self.save_state(state)
         if not self.running():
             self.start(state)
             return
-        commands = [
-            c for name, b in state.backends.items() if not components or name in components for c in runtime_commands(b)
-        ]
-        if commands:
-            reply = self.command(";".join(commands))
-            problems = [line for line in reply.splitlines() if line.strip() and "No such" in line]
-            if problems:
-                raise StackError(f"haproxy {self.environment} refused: {problems}; restart it to load the new config")
+        chosen = [b for name, b in sorted(state.backends.items()) if not components or name in components]
+        self._run([c for b in chosen for c in server_commands(b, active=True)])
+        for backend in chosen:
+            self._commit_map(backend)
+        self._run([c for b in chosen for c in server_commands(b, active=False)])
 
-    def server_weights(self) -> dict[str, int]:
-        """Live weights by ``backend/server`` from ``show stat``."""
+    def _run(self, commands: list[str]) -> None:
+        if not commands:
+            return
+        reply = self.command(";".join(commands))
+        problems = [line for line in reply.splitlines() if line.strip() and ("No such" in line or "nknown" in line)]
+        if problems:
+            raise StackError(f"haproxy {self.environment} refused: {problems}; restart it to load the new config")
+
+    def _commit_map(self, backend: BackendState) -> None:
+        """Replace the component's bucket map in one atomic step (prepare a new version, fill it, commit it)."""
+        routes = map_path(self.dir, backend.component)
+        reply = self.command(f"prepare map {routes}")
+        version = reply.strip().rsplit(":", 1)[-1].strip()
+        if not version.isdigit():
+            raise StackError(f"haproxy {self.environment}: cannot prepare map {routes}: {reply.strip()}")
+        adds = [f"add map @{version} {routes} {bucket} {slot}" for bucket, slot in enumerate(bucket_slots(backend))]
+        self._run([*adds, f"commit map @{version} {routes}"])
+
+    def live_routes(self, component: str) -> list[str]:
+        """The slot of each bucket in the running HAProxy (``show map``)."""
+        routes: dict[int, str] = {}
+        for line in self.command(f"show map {map_path(self.dir, component)}").splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1].isdigit():
+                routes[int(parts[1])] = parts[2]
+        return [routes.get(bucket, "") for bucket in range(BUCKETS)]
+
+    def server_states(self, component: str) -> dict[str, str]:
+        """Live status by server (``a0``: ``UP``, ``MAINT``, ...) from ``show stat``."""
+        return {server: row["status"] for server, row in self._server_rows(component).items()}
+
+    def _server_rows(self, component: str) -> dict[str, dict[str, str]]:
         rows = self.command("show stat").splitlines()
         header = rows[0].lstrip("# ").split(",")
-        weights = {}
+        result = {}
         for row in rows[1:]:
             values = dict(zip(header, row.split(","), strict=False))
-            if values.get("svname") not in (None, "FRONTEND", "BACKEND"):
-                weights[f"{values['pxname']}/{values['svname']}"] = int(values.get("weight") or 0)
-        return weights
+            proxy, server = values.get("pxname", ""), values.get("svname")
+            if proxy.startswith(f"be_{component}_") and server not in (None, "FRONTEND", "BACKEND"):
+                result[str(server)] = values
+        return result
+
+    def wait_idle(self, component: str, slot: str, timeout_seconds: float) -> int:
+        """Wait until no request is in flight or queued on the slot's servers; returns those left at the timeout.
+
+        Called after the slot lost its traffic and before its replicas are
+        removed, so that no answer being written is cut off.
+        """
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            rows = [r for name, r in self._server_rows(component).items() if name.startswith(slot)]
+            busy = sum(int(r.get("scur") or 0) + int(r.get("qcur") or 0) for r in rows)
+            if busy == 0 or time.monotonic() >= deadline:
+                return busy
+            time.sleep(0.05)
 
     def metrics_url(self, state: RouterState) -> str:
         return f"http://127.0.0.1:{state.stats_port}/metrics"
@@ -291,3 +418,9 @@ class HAProxyRouter:
             return httpx.get(self.metrics_url(state), timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -571,10 +571,11 @@ def test_flow_killed_mid_canary_converges_on_rerun(
     summary = json.loads((tmp_path / "rerun.json").read_text())
     assert summary["outcome"] == "promoted"
     state = env.state().backends["backend"]
-    live = env.router.server_weights()
     other = "b" if state.stable_slot == "a" else "a"
-    assert [live[f"be_backend/{state.stable_slot}{i}"] for i in range(2)] == [100, 100]
-    assert [live[f"be_backend/{other}{i}"] for i in range(4)] == [0, 0, 0, 0]
+    assert set(env.router.live_routes("backend")) == {state.stable_slot}  # every bucket on the promoted slot
+    live = env.router.server_states("backend")
+    assert [live[f"{state.stable_slot}{i}"] for i in range(2)] == ["UP", "UP"]
+    assert [live[f"{other}{i}"] for i in range(4)] == ["MAINT"] * 4
     assert {r.version for r in env.runtime.list(environment)} == {"1.1.0"}
     assert seen.by_version()["1.0.0"].get("failed", 0) == 0
 

@@ -13,7 +13,6 @@ from medianest_delivery.rollout.judge import (
     StepObservation,
     assess_canary_step,
     decide_action,
-    split_weights,
 )
 
 T = CanaryThresholds()
@@ -233,26 +232,6 @@ def test_errors_never_promote() -> None:
     """With any count of errors in a row (0-9), an ERROR phase never moves to the next step."""
     for errors in range(0, 10):
         assert decide_action(Phase.ERROR, errors, T) is not Action.NEXT_STEP
-
-
-@pytest.mark.parametrize(
-    ("percent", "canary_replicas", "stable_replicas", "expected"),
-    [(0, 2, 2, (0, 200)), (10, 2, 2, (20, 180)), (100, 2, 2, (200, 0)), (50, 1, 2, (100, 50)), (30, 4, 4, (60, 140))],
-)
-def test_split_weights_give_the_requested_share(
-    percent: int, canary_replicas: int, stable_replicas: int, expected: tuple[int, int]
-) -> None:
-    """Per-server weights give the canary slot the requested share of traffic across unequal replica counts."""
-    canary, stable = split_weights(percent, canary_replicas, stable_replicas)
-    share = canary * canary_replicas / (canary * canary_replicas + stable * stable_replicas)
-    assert share == pytest.approx(percent / 100, abs=0.01)
-    assert (canary, stable) == expected
-
-
-def test_split_weights_rejects_bad_input() -> None:
-    """A percentage outside 0..100 is a ValueError."""
-    with pytest.raises(ValueError, match=r"0\.\.100"):
-        split_weights(120, 1, 1)
 
 
 @pytest.mark.parametrize(

@@ -1,39 +1,85 @@
-"""HAProxy configuration and runtime commands rendered from the router's state."""
+"""HAProxy configuration, bucket maps and runtime commands rendered from the router's state."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from medianest_delivery.rollout.router import RouterState, new_backend, render_haproxy_config, runtime_commands
+import pytest
+
+from medianest_delivery.rollout.router import (
+    BUCKETS,
+    RouterState,
+    bucket_slots,
+    new_backend,
+    render_haproxy_config,
+    render_map,
+    server_commands,
+)
 from medianest_delivery.rollout.topology import environment_plan
 
 
-def test_haproxy_config_binds_loopback_and_reflects_weights() -> None:
-    """Every bind is on 127.0.0.1; active servers carry their slot's weight, inactive ones are disabled."""
+def test_haproxy_config_binds_loopback_and_routes_buckets_through_the_map() -> None:
+    """Every bind is on 127.0.0.1; one backend per slot, inactive servers disabled; the slot comes from the map."""
     plan = environment_plan("staging")
     backend = new_backend(plan, "backend", 0)
     backend.active_replicas = {"a": 2, "b": 1}
-    backend.weights = {"a": 90, "b": 20}
+    backend.weights = {"a": 90, "b": 10}
     state = RouterState("staging", plan.stats_port, {"backend": backend})
-    config = render_haproxy_config(state, Path("/run/admin.sock"))
+    config = render_haproxy_config(state, Path("/run/admin.sock"), Path("/run/maps"))
     assert "bind 127.0.0.1:18000" in config
     assert "bind 127.0.0.1:18990" in config
-    assert "server a0 127.0.0.1:18010 weight 90 check\n" in config + "\n"
-    assert "server a2 127.0.0.1:18012 weight 90 check disabled" in config
-    assert "server b0 127.0.0.1:18020 weight 20 check\n" in config + "\n"
+    assert "backend be_backend_a\n" in config
+    assert "backend be_backend_b\n" in config
+    assert "server a0 127.0.0.1:18010 check\n" in config
+    assert "server a2 127.0.0.1:18012 check disabled" in config
+    assert "server b0 127.0.0.1:18020 check\n" in config
+    assert "map_int(/run/maps/backend.map,a)" in config
+    assert "Set-Cookie" not in config  # affinity "none": no cookie handed out
     assert "prometheus-exporter" in config
     assert all("bind 127.0.0.1:" in line for line in config.splitlines() if line.strip().startswith("bind"))
 
 
-def test_runtime_commands_enable_active_and_drain_the_rest() -> None:
-    """Active servers are set ready with their weight, the rest put in maintenance: two commands per server."""
+def test_cookie_affinity_hands_out_the_clients_bucket() -> None:
+    """A component with cookie affinity sets canary_bucket for clients that do not send a valid one."""
+    plan = environment_plan("staging")
+    state = RouterState("staging", plan.stats_port, {"frontend": new_backend(plan, "frontend", 1, affinity="cookie")})
+    config = render_haproxy_config(state, Path("/run/admin.sock"), Path("/run/maps"))
+    assert 'Set-Cookie "canary_bucket=%[var(txn.bucket)]' in config
+    assert "unless { var(txn.pinned) -m bool }" in config
+
+
+@pytest.mark.parametrize("steps", [[10, 30, 50, 100], [1, 2, 99], [25, 75, 100]])
+def test_growing_canary_steps_never_move_a_bucket_back_to_stable(steps: list[int]) -> None:
+    """Each step only adds buckets to the canary, so a cookie-holding client flips at most once (stable to canary)."""
+    backend = new_backend(environment_plan("production"), "backend", 0)
+    backend.stable_slot = "a"
+    seen: list[list[str]] = []
+    for percent in steps:
+        backend.weights = {"b": percent, "a": 100 - percent}
+        seen.append(bucket_slots(backend))
+    for bucket in range(BUCKETS):
+        history = [slots[bucket] for slots in seen]
+        assert history == sorted(history)  # "a" (stable) then "b" (canary), never back
+    assert [slots.count("b") for slots in seen] == steps
+
+
+def test_map_file_lists_every_bucket_once() -> None:
+    """The rendered map holds one line per bucket: its number and its slot."""
+    backend = new_backend(environment_plan("production"), "backend", 0)
+    backend.stable_slot, backend.weights = "b", {"a": 30, "b": 70}
+    lines = render_map(backend).splitlines()
+    assert len(lines) == BUCKETS
+    assert [lines[0], lines[29], lines[30], lines[-1]] == ["0 a", "29 a", "30 b", "99 b"]
+
+
+def test_server_commands_ready_the_active_servers_and_maintain_the_rest() -> None:
+    """Active servers are set ready (before the map moves traffic), the others put in maintenance (after)."""
     backend = new_backend(environment_plan("production"), "backend", 0)
     backend.active_replicas = {"a": 1, "b": 0}
-    backend.weights = {"a": 100, "b": 0}
-    commands = runtime_commands(backend)
-    assert commands[:2] == ["set server be_backend/a0 state ready", "set weight be_backend/a0 100"]
-    assert "set server be_backend/b0 state maint" in commands
-    assert len(commands) == 2 * 8
+    assert server_commands(backend, active=True) == ["set server be_backend_a/a0 state ready"]
+    idle = server_commands(backend, active=False)
+    assert "set server be_backend_b/b0 state maint" in idle
+    assert len(idle) == 7
 
 
 def test_router_state_round_trips_json() -> None:
