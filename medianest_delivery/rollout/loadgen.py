@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -58,6 +59,15 @@ class LoadReport:
         return LoadReport([o for o in self.outcomes if first is not None and o.at >= first])
 
 
+def cookieless_client(timeout: float = 5) -> httpx.Client:
+    """An HTTP client that keeps no cookie: every request is a new anonymous client.
+
+    A router that pins clients to a version by cookie would otherwise pin a
+    whole load generator (a few threads) to one side of the split.
+    """
+    return httpx.Client(timeout=timeout, cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
+
+
 def require_loopback(url: str) -> str:
     host = urlparse(url).hostname or ""
     try:
@@ -92,7 +102,7 @@ class LoadGenerator:
             return self._next - 1
 
     def _work(self) -> None:
-        with httpx.Client(timeout=5) as client:
+        with cookieless_client() as client:
             while not self._stop.is_set():
                 ticket = self._ticket()
                 if ticket is None:

@@ -765,3 +765,69 @@ def test_prefect_ui_shows_the_latest_deliver_run_its_tasks_and_canary_chart(
             page.screenshot(path=str(shots / "ui-deliver-canary-chart.png"), full_page=True)
         finally:
             browser.close()
+
+
+# -- clean traffic transitions: the scenarios of benchmarks/traffic_transitions.py, shorter ------------------
+
+
+def transition_releases(environment: str, releases: dict[str, Path]) -> Any:
+    from benchmarks.traffic_transitions import Releases
+    from medianest_delivery.release.manifest import load_release_manifest
+
+    manifests = [load_release_manifest(releases[v]) for v in ("1.0.0", "1.1.0")]
+    overrides = {"thresholds": FAST, "monitoring_seconds": 8}
+    return Releases(environment, manifests, str(REPO / "examples/medianest/delivery.yaml"), overrides)
+
+
+@pytest.mark.parametrize("scenario", ["canary", "abort", "blue-green", "rollback"])
+def test_traffic_moves_without_failing_a_request_at_100_per_second(
+    environment: str, releases: dict[str, Path], scenario: str
+) -> None:
+    """Each transition under 100 req/s to the API (20 to the frontend): promote and decommission, a judged abort,
+    blue-green there and back, and `rollback` to the release before the current one once it was decommissioned.
+
+    Not one client request fails: new slots are ready before the map gives them buckets, old ones get no new
+    request, and their replicas go only once nothing is in flight.
+    """
+    from benchmarks import traffic_transitions as bench
+
+    moves = transition_releases(environment, releases)
+    transition = {
+        "canary": bench.canary_promotion,
+        "abort": bench.canary_abort,
+        "blue-green": bench.blue_green_and_back,
+        "rollback": bench.rollback_after_decommission,
+    }[scenario]
+    report = bench.under_load(scenario, moves, 100, 2000, lambda: transition(moves))
+    expected = {
+        "canary": "promoted",
+        "abort": "rolled-back",
+        "blue-green": "switched and back",
+        "rollback": "rolled back to 1.0.0",
+    }[scenario]
+    assert set(report.outcomes) == {expected}, report.outcomes
+    assert report.api.total >= 2000
+    assert report.failed == 0, f"{report.failed} of {report.requests} failed: {report.failure_codes()}"
+    live = httpx.get(f"{router(environment)}/version").json()["version"]
+    assert live == moves.manifests[moves.stable].version
+    assert {r.slot for r in controller(environment, moves.app_config, docker_host()).runtime.list(environment)} == {
+        controller(environment, moves.app_config, docker_host()).stable_slot("backend")
+    }  # every other slot was removed
+
+
+def test_cookie_holding_browsers_keep_their_version_across_canary_steps(
+    environment: str, releases: dict[str, Path]
+) -> None:
+    """1,000 browsers holding the router's canary_bucket cookie, frontend canary at 10, 30, 50 and 100%
+    (the map changed at run time, no reload): none goes back to the old version once it saw the new one,
+    and each step's share of browsers on the canary is its weight."""
+    from benchmarks.traffic_transitions import pinned_browsers
+
+    moves = transition_releases(environment, releases)
+    pid_before = controller(environment, moves.app_config, docker_host()).router.pid()  # type: ignore[attr-defined]
+    pinned = pinned_browsers(moves)
+    assert pinned.failed == 0
+    assert pinned.flips == 0
+    for step, share in pinned.shares.items():
+        assert share == pytest.approx(step / 100, abs=0.05), pinned.shares
+    assert controller(environment, moves.app_config, docker_host()).router.pid() == pid_before  # type: ignore[attr-defined]
