@@ -380,8 +380,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000, help="simulated rollouts per cell")
     parser.add_argument("--e2e", type=int, default=0, help="healthy and bad releases to deliver on the stack")
+    parser.add_argument("--no-simulation", action="store_true", help="only the end-to-end part")
     args = parser.parse_args()
-    simulation(args.runs)
+    if not args.no_simulation:
+        simulation(args.runs)
     if args.e2e:
         end_to_end(args.e2e)
 
