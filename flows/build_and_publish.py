@@ -37,11 +37,12 @@ from medianest_delivery.release.manifest import (
 from medianest_delivery.release.policy import BUILDER_ID
 from medianest_delivery.release.refs import parse_image_reference, require_tag, tag_from_version
 from medianest_delivery.release.source import SourceInfo, tree_digest
+from medianest_delivery.release.workspace import config_path_in_repository
 from medianest_delivery.renderers import release_waivers_markdown
 from medianest_delivery.settings import StackSettings
 from tasks.build import build_image, image_reference, inspect_base_image, oci_labels, push_image
 from tasks.quality import gate_coverage, run_quality_command
-from tasks.release import collect_stage_timings, publish_release_manifest, resolve_source
+from tasks.release import collect_stage_timings, fetch_source, publish_release_manifest, resolve_source
 from tasks.sbom import file_digests, generate_sbom
 from tasks.scan import (
     gate_security,
@@ -99,9 +100,11 @@ def _quality_result(futures: list[PrefectFuture[Any]], config: AppConfig) -> flo
 
 @flow(name="build-and-publish", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True)
 def build_and_publish(
-    app_config: str = DEFAULT_APP_CONFIG,
+    app_config: str | None = None,
     git_ref: str | None = None,
+    repository: str | None = None,
     version: str | None = None,
+    version_suffix: str = "",
     components: list[str] | None = None,
     registry_block: str | None = None,
     signing_key_block: str | None = None,
@@ -117,13 +120,28 @@ def build_and_publish(
     Each image's scan is attested; the release policy's waivers for a scan that
     could not run are recorded in that attestation and in the manifest.
 
+    With ``repository`` (a git URL or path) the flow fetches it into the
+    worker's source cache, resolves ``git_ref`` (branch, tag or SHA; default
+    the repository's HEAD) to a commit and builds exactly that commit's tree;
+    ``app_config`` is then the path of delivery.yaml inside the repository
+    (default ``delivery.yaml``). ``version`` defaults to the app config's, and
+    ``version_suffix`` is appended (feature-ci: the branch).
+    Without ``repository``, ``app_config`` is a file on the
+    worker (default: the sample app) and ``git_ref`` must be what is checked
+    out there.
+
     Returns the release manifest that `deliver` takes as input.
     """
     logger = get_run_logger()
     settings = StackSettings()
-    config = load_app_config(app_config)
+    checkout, in_repository = None, None
+    if repository is not None:
+        in_repository = config_path_in_repository(app_config)
+        checkout = fetch_source(repository, git_ref, str(settings.sources_dir))
+        app_config = str(checkout.root / in_repository)
+    config = load_app_config(app_config or DEFAULT_APP_CONFIG)
     selected = config.select(components)
-    release_version = version or config.version
+    release_version = (version or config.version) + version_suffix
     version_tag = tag_from_version(release_version)
     registry, signing_key, docker_host = _load_blocks(settings, registry_block, signing_key_block, docker_host_block)
     trivy_cache = str(settings.trivy_cache_dir)
@@ -132,7 +150,9 @@ def build_and_publish(
     policy = release_policy_for(config, release_policy_block)  # a malformed policy fails before any work
     waivers = [w.describe() for w in policy.waivers if w.expires >= dt.datetime.now(dt.UTC).date()]
 
-    source = resolve_source(str(config.root), git_ref)
+    # A fetched commit is checked out detached in its own worktree: the checkout names the ref, not git.
+    source = resolve_source(str(config.root), None if checkout else git_ref)
+    built_ref = checkout.full_ref if checkout else source.built_ref
     sha_tag = require_tag(
         source.git_sha if not source.dirty else f"{source.git_sha[:12]}-dirty-{source.tree_digest[7:19]}"
     )
@@ -142,7 +162,7 @@ def build_and_publish(
     out_dir = Path(releases_dir or settings.releases_dir) / config.name / f"{release_version}-{source.git_sha[:12]}"
     if source.dirty:
         logger.warning("working tree is dirty: images are tagged %s, not the bare commit", sha_tag)
-    source_uri = config.source or f"file://{config.root}"
+    source_uri = checkout.repository if checkout else (config.source or f"file://{config.root}")
 
     # Stage 1, code quality and source security, beside the component pipelines.
     quality = _submit_quality(config, source)
@@ -250,7 +270,7 @@ def build_and_publish(
             "invocation_id": run_id,
             "started_on": source.commit_time,
             "finished_on": dt.datetime.now(dt.UTC).isoformat(),
-            "source_ref": source.built_ref,
+            "source_ref": built_ref,
             "source_dirty": source.dirty,
         }
         signatures[c.name] = sign_image.submit(
@@ -291,8 +311,10 @@ def build_and_publish(
         version=release_version,
         git_sha=source.git_sha,
         git_commit_time=source.commit_time,
-        git_ref=git_ref,
+        git_ref=built_ref if checkout else git_ref,
         source_dirty=source.dirty,
+        source_repository=checkout.repository if checkout else None,
+        app_config_path=in_repository if checkout else None,
         created=dt.datetime.now(dt.UTC).isoformat(),
         flow_run_id=run_id,
         registry=registry.host,

@@ -32,7 +32,7 @@ from flows.strategies import (
     deploy_directly,
     roll_out,
 )
-from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
+from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.charts import canary_chart_markdown
 from medianest_delivery.errors import DeliveryError, RolloutFailedError
 from medianest_delivery.release.manifest import ReleaseManifest, resolve_release
@@ -49,6 +49,7 @@ from medianest_delivery.settings import StackSettings
 from tasks.build import local_stack_base_images
 from tasks.events import RELEASE_FROZEN, RELEASE_PROMOTED, RELEASE_ROLLED_BACK, emit_release_event
 from tasks.locks import exclusive
+from tasks.release import release_app_config
 from tasks.rollout import (
     prepare_rollout_lock,
     reconcile_environment,
@@ -138,7 +139,7 @@ STAGING_LOCK_TIMEOUT_SECONDS = 1800.0
 def validate_in_staging(
     release_manifest: ReleaseManifest | str,
     staging_environment: str = "staging",
-    app_config: str = DEFAULT_APP_CONFIG,
+    app_config: str | None = None,
     performance_requests: int = 200,
     performance_rate: float = 50.0,
     contract_examples: int = 10,
@@ -156,6 +157,7 @@ def validate_in_staging(
     """
     settings = StackSettings()
     manifest = resolve_release(release_manifest)
+    app_config = release_app_config(manifest, app_config, str(settings.sources_dir))
     config = load_app_config(app_config)
     verify_release(
         manifest,
@@ -220,6 +222,7 @@ def validate_in_staging(
 def deliver(
     release_manifest: ReleaseManifest | str | None = None,
     git_ref: str | None = None,
+    repository: str | None = None,
     strategy: Literal["canary", "blue-green"] = "canary",
     environment: str = "production",
     staging_environment: str | None = "staging",
@@ -235,7 +238,7 @@ def deliver(
     performance_requests: int = 200,
     performance_rate: float = 50.0,
     contract_examples: int = 10,
-    app_config: str = DEFAULT_APP_CONFIG,
+    app_config: str | None = None,
     registry_block: str | None = None,
     docker_host_block: str | None = None,
     metrics_block: str | None = None,
@@ -246,6 +249,11 @@ def deliver(
     environment_lock_timeout_seconds: float = 1800.0,
 ) -> dict[str, Any]:
     """Carry a signed release through staging, an approval and a progressive production rollout.
+
+    Without a manifest, ``git_ref`` (and ``repository``, a git URL: CI passes the
+    commit it was triggered by) is built first by `build-and-publish`. A release
+    built from a repository is deployed with its own commit's delivery.yaml
+    unless ``app_config`` names one.
 
     ``fault_injection`` adds environment variables to the new release's
     production containers only (the sample app's error and latency knobs): a
@@ -260,10 +268,13 @@ def deliver(
         release_manifest = build_and_publish(
             app_config=app_config,
             git_ref=git_ref,
+            repository=repository,
             registry_block=registry_block,
+            docker_host_block=docker_host_block,
             release_policy_block=release_policy_block,
         )
     manifest = resolve_release(release_manifest)
+    app_config = release_app_config(manifest, app_config, str(settings.sources_dir))
     config = load_app_config(app_config)
     if manifest.app != config.name:
         raise DeliveryError(f"release is for app {manifest.app!r} but the app config describes {config.name!r}")

@@ -9,7 +9,6 @@ from prefect import flow, get_run_logger
 from blocks.delivery import ReleaseHistoryDatabase
 from blocks.loading import load_or_default
 from flows.deliver import deliver
-from medianest_delivery.appconfig import DEFAULT_APP_CONFIG
 from medianest_delivery.release.manifest import ReleaseManifest
 from tasks.history import find_release
 
@@ -19,7 +18,7 @@ def rollback_release(
     environment: str = "production",
     version: str | None = None,
     app: str = "medianest",
-    app_config: str = DEFAULT_APP_CONFIG,
+    app_config: str | None = None,
     history_block: str | None = None,
     trusted_keys_block: str | None = None,
     docker_host_block: str | None = None,

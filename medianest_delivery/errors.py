@@ -64,6 +64,10 @@ class HistoryUnavailableError(DeliveryError, ConnectionError):
     """The release-history database cannot be reached."""
 
 
+class SourceFetchError(DeliveryError, ConnectionError):
+    """A repository could not be fetched (unreachable, refused, not there): worth a retry."""
+
+
 class MetricsUnavailableError(DeliveryError, ConnectionError):
     """Prometheus could not be queried; analysis records this as an Error measurement."""
 

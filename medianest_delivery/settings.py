@@ -123,6 +123,11 @@ class StackSettings:
         return self.state_dir / "releases"
 
     @property
+    def sources_dir(self) -> Path:
+        """The worker's source cache: repository mirrors and one worktree per commit built."""
+        return self.state_dir / "sources"
+
+    @property
     def s3_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
 

@@ -8,13 +8,18 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+from medianest_delivery.appconfig import DEFAULT_APP_CONFIG
+from medianest_delivery.errors import SourceFetchError
 from medianest_delivery.release.manifest import ReleaseManifest, ReleaseStore
 from medianest_delivery.release.source import SourceInfo, describe_source
 from medianest_delivery.release.timings import StageTimings, cached_stages, stage_spans
+from medianest_delivery.release.workspace import Checkout, SourceWorkspace
 from medianest_delivery.renderers import release_markdown
+from tasks.policies import retry_on
 
 
 @task(name="publish-release-manifest", task_run_name="release manifest")
@@ -40,6 +45,36 @@ def publish_release_manifest(manifest: ReleaseManifest, releases_dir: str) -> st
         description=f"images of {manifest.app} {manifest.version}",
     )
     return str(path)
+
+
+@task(
+    name="fetch-source",
+    task_run_name="fetch: {repository} at {ref}",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_on(SourceFetchError),  # an unreachable repository, never a ref that names nothing
+    cache_policy=NO_CACHE,  # a branch moves: every run resolves it again
+)
+def fetch_source(repository: str, ref: str | None, sources_dir: str) -> Checkout:
+    """Fetch the repository into the worker's mirror, resolve ``ref`` to a commit, give it a clean worktree."""
+    checkout = SourceWorkspace(Path(sources_dir)).checkout(repository, ref)
+    get_run_logger().info("%s %s is %s, checked out in %s", repository, checkout.full_ref, checkout.sha, checkout.root)
+    return checkout
+
+
+def release_app_config(manifest: ReleaseManifest, app_config: str | None, sources_dir: str) -> str:
+    """The app config a deploy of ``manifest`` reads: the one given, else the one of the commit it was built from.
+
+    A release built from a repository carries where it came from; its own
+    delivery.yaml (migrations, smoke paths, release policy) is read from that
+    commit's worktree in the source cache, fetched again if the cache lost it.
+    """
+    if app_config is not None:
+        return app_config
+    if manifest.source_repository is None:
+        return DEFAULT_APP_CONFIG
+    checkout = fetch_source(manifest.source_repository, manifest.git_sha, sources_dir)
+    return str(checkout.root / (manifest.app_config_path or "delivery.yaml"))
 
 
 @task(name="resolve-source", task_run_name="source")

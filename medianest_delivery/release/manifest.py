@@ -87,8 +87,11 @@ class ReleaseManifest(_Model):
     version: str
     git_sha: str
     git_commit_time: str
-    git_ref: str | None = None
+    git_ref: str | None = None  # in full (refs/heads/main) when built from a repository
     source_dirty: bool = False
+    # The repository the commit was fetched from and where delivery.yaml sits in it (None: a local checkout).
+    source_repository: str | None = None
+    app_config_path: str | None = None
     created: str
     flow_run_id: str | None = None
     registry: str

@@ -14,7 +14,7 @@ from medianest_delivery.release.refs import require_git_ref
 
 # Outputs of the quality gate and tool caches must not change the digest.
 _SKIP_DIRS = {".git", "__pycache__", ".reports", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".venv"}
-_SKIP_FILES = {".coverage"}
+_SKIP_FILES = {".coverage", ".git"}  # .git: a worktree's pointer to its repository
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urlparse
 
 import httpx

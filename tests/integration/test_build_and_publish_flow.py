@@ -368,3 +368,58 @@ def test_unenforced_gates_never_sign(local_stack: StackSettings, prefect_harness
         assert repository.startswith(f"{namespace}/")
         tags = httpx.get(f"{registry}/{repository}/tags/list", timeout=10).json().get("tags") or []
         assert not [t for t in tags if t.endswith((".sig", ".att"))], tags
+
+
+def test_two_commits_of_a_repository_served_by_git_daemon_build_concurrently_as_recorded(
+    local_stack: StackSettings, prefect_harness: None, tmp_path: Path
+) -> None:
+    """The sample app as a repository of its own, served by `git daemon` on 127.0.0.1 and checked out nowhere
+    here: a tag and a branch head are built at once, each from its own worktree, and each release records the
+    repository, the full ref and the commit it was built from (manifest and provenance)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from medianest_delivery.release.workspace import SourceWorkspace
+    from tests.helpers import git_daemon, served_app_repository
+
+    bare, work = served_app_repository(tmp_path)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(work), *args], check=True, capture_output=True, text=True).stdout
+
+    git("tag", "v1")
+    (work / "NOTES.md").write_text("after v1\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "after v1")
+    git("push", "-q", "origin", "main", "v1")
+    shas = {"v1": git("rev-parse", "v1^{commit}").strip(), "main": git("rev-parse", "main").strip()}
+    blocks = save_blocks(tmp_path, local_stack.registry_host)
+    with git_daemon(bare.parent) as base, ThreadPoolExecutor(max_workers=2) as pool:
+        repository = f"{base}/{bare.name}"
+        futures = {
+            ref: pool.submit(
+                build_and_publish,
+                repository=repository,
+                git_ref=ref,
+                version=f"2.0.0-{ref}",
+                releases_dir=str(tmp_path / "releases"),
+                **blocks,
+            )
+            for ref in ("v1", "main")
+        }
+        manifests = {ref: future.result() for ref, future in futures.items()}
+    for ref, full_ref in (("v1", "refs/tags/v1"), ("main", "refs/heads/main")):
+        manifest = manifests[ref]
+        assert manifest.git_sha == shas[ref]
+        assert manifest.git_ref == full_ref
+        assert manifest.source_repository == repository
+        assert manifest.app_config_path == "delivery.yaml"
+        assert not manifest.source_dirty
+        tree = SourceWorkspace(local_stack.sources_dir).tree_path(repository, shas[ref])
+        assert (tree / "NOTES.md").exists() == (ref == "main")
+    client = docker.DockerClient(base_url=local_stack.docker_host)
+    for ref, manifest in manifests.items():
+        image = manifest.image("backend")
+        labels = client.images.pull(image.reference, auth_config=registry_for(manifest).docker_auth()).labels
+        assert labels["org.opencontainers.image.revision"] == shas[ref]
+        assert labels["org.opencontainers.image.source"] == repository
+    client.close()

@@ -597,30 +597,61 @@ def test_rollback_flow_restores_the_previous_release(environment: str, releases:
     assert history_events(environment)[-1] == ("promoted", "1.0.0")
 
 
-def test_feature_ci_builds_and_serves_a_preview_then_tears_it_down(
-    local_stack: StackSettings, releases: dict[str, Path]
+def test_feature_ci_previews_the_head_of_a_branch_fetched_from_its_repository(
+    local_stack: StackSettings, releases: dict[str, Path], tmp_path: Path
 ) -> None:
+    """feature-ci with a repository served over file:// (nothing of the app checked out where the flow runs):
+    the branch's head is fetched, built, previewed and recorded; teardown removes the preview."""
     from prefect.client.orchestration import get_client
 
     from flows.feature_ci import feature_ci
     from medianest_delivery.rollout.previews import preview_name
+    from tests.helpers import served_app_repository
 
+    bare, work = served_app_repository(tmp_path)
     branch = f"feature/it-{uuid.uuid4().hex[:5]}"
+    subprocess.run(["git", "-C", str(work), "checkout", "-q", "-b", branch], check=True)
+    (work / "NOTES.md").write_text("a change only this branch has\n")
+    subprocess.run(["git", "-C", str(work), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(work), "commit", "-q", "-m", "branch change"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", branch], check=True, capture_output=True)
+    head = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    repository = f"file://{bare}"
     try:
-        result = feature_ci(branch=branch)
+        result = feature_ci(branch=branch, repository=repository)
         environment = result["environment"]
         assert environment == preview_name(branch)
+        assert result["git_sha"] == head.stdout.strip()
         page = httpx.get(result["urls"]["frontend"])
         assert page.status_code == 200
         assert "MediaNest" in page.text
+        assert page.headers["X-MediaNest-Version"] == result["version"]
         with get_client(sync_client=True) as client:
             artifacts = {a.key: a for a in client.read_latest_artifacts()}
         assert f"({result['urls']['frontend']})" in str(artifacts[environment].data)  # a markdown link
     finally:
-        feature_ci(branch=branch, teardown=True)
+        feature_ci(branch=branch, repository=repository, teardown=True)
     assert not (local_stack.routers_dir / preview_name(branch)).exists()
     with pytest.raises(httpx.HTTPError):
         httpx.get(result["urls"]["frontend"], timeout=2)
+
+
+def test_feature_ci_names_a_branch_its_repository_does_not_have(prefect_harness: None, tmp_path: Path) -> None:
+    """A branch that does not exist is an error naming it and the repository, before anything is built."""
+    from flows.feature_ci import feature_ci
+    from tests.helpers import served_app_repository
+
+    bare, _ = served_app_repository(tmp_path)
+    with pytest.raises(Exception, match=r"'feature/none' is not a branch, tag or commit of file://.*branches: main"):
+        feature_ci(branch="feature/none", repository=f"file://{bare}")
+
+
+def test_feature_ci_without_a_repository_refuses_a_branch_the_checkout_is_not_at(prefect_harness: None) -> None:
+    """Without a repository the worker's own checkout is built: a branch it is not at is refused, not mislabelled."""
+    from flows.feature_ci import feature_ci
+
+    with pytest.raises(Exception, match="does not name a commit"):
+        feature_ci(branch=f"feature/it-{uuid.uuid4().hex[:5]}")
 
 
 def test_feature_branch_with_shell_metacharacters_is_refused(prefect_harness: None) -> None:

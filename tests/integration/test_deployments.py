@@ -165,3 +165,47 @@ def test_a_failed_run_gives_ci_a_non_zero_exit(worker: str, settings: StackSetti
     )
     assert done.returncode != 0
     assert "Failed" in done.stdout
+
+
+def test_the_deployments_ci_calls_build_the_commit_they_are_handed_on_a_worker(
+    worker: str, settings: StackSettings, tmp_path: Path
+) -> None:
+    """What the workflows run, as they run it: `build-and-publish/main` and `feature-ci/pull-request` with a
+    repository URL and a commit SHA (the app is checked out nowhere: the worker fetches it), then the teardown."""
+    import json
+
+    import httpx
+
+    from medianest_delivery.rollout.previews import plan_for, preview_name
+    from tests.helpers import served_app_repository
+
+    bare, work = served_app_repository(tmp_path)
+    branch = f"feature/ci-{uuid.uuid4().hex[:5]}"
+    for argv in (["checkout", "-q", "-b", branch], ["push", "-q", "origin", branch]):
+        subprocess.run(["git", "-C", str(work), *argv], check=True, capture_output=True)
+    sha = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    repository = f"file://{bare}"
+    environment = preview_name(branch)
+    env = stack_env(settings)
+
+    def run(deployment: str, params: dict[str, Any]) -> Any:
+        argv = ["deployment", "run", deployment, "--params", json.dumps(params), "--watch", "--watch-timeout", "900"]
+        done = prefect_cli(argv, env, timeout=1000)
+        assert done.returncode == 0, done.stdout + done.stderr
+        match = re.search(r"UUID: ([0-9a-f-]{36})", done.stdout)
+        assert match, done.stdout
+        with api_client(settings) as client:
+            return client.read_flow_run(match.group(1))
+
+    commit = {"repository": repository, "git_ref": sha.stdout.strip()}
+    built = run("build-and-publish/main", commit)
+    assert built.state.is_completed()
+    try:
+        preview = run("feature-ci/pull-request", {"branch": branch, **commit})
+        assert preview.state.is_completed()
+        page = httpx.get(plan_for(environment, settings.routers_dir).router_url(1), timeout=5)
+        assert page.status_code == 200
+        assert page.headers["X-MediaNest-Version"].endswith(environment.removeprefix("preview-"))
+    finally:
+        run("feature-ci/pull-request", {"branch": branch, "repository": repository, "teardown": True})
+    assert not (settings.routers_dir / environment).exists()

@@ -73,3 +73,29 @@ def test_workflows_run_deployments_that_exist_and_wait_for_them() -> None:
         assert "secrets.PREFECT_API_URL" in text
         assert "secrets.PREFECT_API_KEY" in text
         assert "secrets.PREFECT_API_AUTH_STRING" in text  # a self-hosted server requires credentials
+
+
+def test_workflows_hand_the_worker_the_repository_and_the_commit_they_run_for() -> None:
+    """Every deployment run passes parameters its flow has, and the runs that build pass the repository and the
+    triggering commit (the worker fetches them: it has no checkout of its own)."""
+    import inspect
+
+    from flows.build_and_publish import build_and_publish
+    from flows.deliver import deliver
+    from flows.feature_ci import feature_ci
+
+    flows = {"build-and-publish": build_and_publish, "deliver": deliver, "feature-ci": feature_ci}
+    for workflow in WORKFLOWS:
+        text = workflow.read_text()
+        runs = re.findall(r"prefect deployment run '([^']+)' \\\s*--params \"(.*?)\" \\", text)
+        assert len(runs) == text.count("prefect deployment run"), workflow.name
+        for deployment, params in runs:
+            flow_function = flows[deployment.split("/")[0]]
+            keys = set(re.findall(r'"(\w+)":', params))
+            assert keys <= set(inspect.signature(flow_function.fn).parameters), (workflow.name, deployment, keys)
+            if "teardown" not in keys:
+                assert {"repository", "git_ref"} <= keys, (workflow.name, deployment, keys)
+    feature = (REPO_ROOT / ".github/workflows/feature-ci.yml").read_text()
+    assert "github.event.pull_request.head.sha" in feature
+    assert "github.event.pull_request.head.repo.clone_url" in feature
+    assert "github.sha" in (REPO_ROOT / ".github/workflows/main.yml").read_text()
