@@ -810,11 +810,13 @@ def transition_releases(environment: str, releases: dict[str, Path]) -> Any:
     return Releases(environment, manifests, str(REPO / "examples/medianest/delivery.yaml"), overrides)
 
 
-@pytest.mark.parametrize("scenario", ["canary", "abort", "blue-green", "rollback"])
+# Promote and decommission under load: test_good_release_goes_10_to_100_and_is_promoted (0 failed); the
+# benchmark runs it at 100 req/s too.
+@pytest.mark.parametrize("scenario", ["abort", "blue-green", "rollback"])
 def test_traffic_moves_without_failing_a_request_at_100_per_second(
     environment: str, releases: dict[str, Path], scenario: str
 ) -> None:
-    """Each transition under 100 req/s to the API (20 to the frontend): promote and decommission, a judged abort,
+    """Each transition under 100 req/s to the API (20 to the frontend): a judged abort (a slower canary),
     blue-green there and back, and `rollback` to the release before the current one once it was decommissioned.
 
     Not one client request fails: new slots are ready before the map gives them buckets, old ones get no new
@@ -824,14 +826,12 @@ def test_traffic_moves_without_failing_a_request_at_100_per_second(
 
     moves = transition_releases(environment, releases)
     transition = {
-        "canary": bench.canary_promotion,
         "abort": bench.canary_abort,
         "blue-green": bench.blue_green_and_back,
         "rollback": bench.rollback_after_decommission,
     }[scenario]
     report = bench.under_load(scenario, moves, 100, 2000, lambda: transition(moves))
     expected = {
-        "canary": "promoted",
         "abort": "rolled-back",
         "blue-green": "switched and back",
         "rollback": "rolled back to 1.0.0",
