@@ -274,7 +274,8 @@ def deliver(
             release_policy_block=release_policy_block,
         )
     manifest = resolve_release(release_manifest)
-    app_config = release_app_config(manifest, app_config, str(settings.sources_dir))
+    # With a repository, app_config was the path inside it: the built commit's own file is the one to read.
+    app_config = release_app_config(manifest, None if repository else app_config, str(settings.sources_dir))
     config = load_app_config(app_config)
     if manifest.app != config.name:
         raise DeliveryError(f"release is for app {manifest.app!r} but the app config describes {config.name!r}")

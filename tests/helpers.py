@@ -45,7 +45,9 @@ def served_app_repository(tmp_path: Path) -> tuple[Path, Path]:
     work = tmp_path / "app-work"
     shutil.copytree(SAMPLE_APP, work, ignore=shutil.ignore_patterns("__pycache__", ".reports", ".coverage"))
     policy = work / "release-policy.yaml"
-    original = 'source_repositories: ["https://github.com/medianest/medianest"]'
+    original = (
+        'source_repositories: ["https://github.com/medianest/medianest", "https://github.com/medianest/delivery"]'
+    )
     text = policy.read_text()
     assert original in text, "the sample policy's source_repositories line moved"
     policy.write_text(

@@ -10,9 +10,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from medianest_delivery.errors import ConfigError
+from medianest_delivery.release.workspace import config_path_in_repository
 
 MANIFEST_SCHEMA = "medianest.release/v1"
 
@@ -107,6 +108,12 @@ class ReleaseManifest(_Model):
     manifest_signature: ManifestSignature | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("app_config_path")
+    @classmethod
+    def _inside_the_repository(cls, value: str | None) -> str | None:
+        # Joined onto the commit's worktree before the manifest is verified: never an absolute path or '..'.
+        return None if value is None else config_path_in_repository(value)
 
     def image(self, component: str) -> ReleaseImage:
         for image in self.images:

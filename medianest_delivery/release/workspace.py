@@ -57,10 +57,10 @@ def require_repository(repository: str) -> str:
     if _SCP_LIKE.match(repository) or Path(repository).is_absolute():
         return repository
     parsed = urlparse(repository)
-    if parsed.password:
+    if "@" in parsed.netloc and (parsed.scheme != "ssh" or parsed.password is not None):
         raise ConfigError(
-            "repository URL holds a password: it would be stored in the release and shown in the UI; "
-            "give git its credentials through a credential helper or the environment instead"
+            "repository URL holds credentials: they would be recorded in the release, its provenance and "
+            "the UI; give git its credentials through a credential helper or the environment instead"
         )
     scheme = parsed.scheme
     if scheme not in _SCHEMES:
@@ -68,6 +68,14 @@ def require_repository(repository: str) -> str:
             f"repository {repository!r} is not a git URL ({', '.join(sorted(_SCHEMES))}) nor an absolute path"
         )
     return repository
+
+
+def normalise_repository(repository: str) -> str:
+    """The repository as recorded and matched by release policies: no trailing slash, no ``.git`` suffix.
+
+    ``https://github.com/o/r.git`` (a clone URL) and ``https://github.com/o/r`` are one repository.
+    """
+    return require_repository(repository).rstrip("/").removesuffix(".git")
 
 
 def config_path_in_repository(app_config: str | None) -> str:
@@ -84,14 +92,16 @@ def config_path_in_repository(app_config: str | None) -> str:
 
 
 def repository_key(repository: str) -> str:
-    """A directory name for the repository: readable tail plus a digest of the whole URL."""
+    """A directory name for the repository: readable tail plus a digest of the whole (normalised) URL."""
+    repository = repository.rstrip("/").removesuffix(".git")
     tail = re.sub(r"[^A-Za-z0-9._-]+", "-", repository.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))
     return f"{tail[:40] or 'repo'}-{hashlib.sha256(repository.encode()).hexdigest()[:12]}"
 
 
 def _git_env() -> dict[str, str]:
-    # No prompt for credentials (a CI run would hang), no system or global config that could add hooks.
-    return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    # No prompt (a CI run would hang): none for passwords, none from ssh. The user's git config stays, so
+    # credential helpers, proxies and CA settings work; hooks and fsmonitor are turned off per call (GIT_ARGS).
+    return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
 
 
 class SourceWorkspace:
@@ -109,9 +119,12 @@ class SourceWorkspace:
     def tree_path(self, repository: str, sha: str) -> Path:
         return self.trees / repository_key(repository) / sha
 
+    def _git_argv(self, *args: str) -> list[str]:
+        """git with no hook and no fsmonitor whatever the repository or the user's config says."""
+        return ["git", "-c", f"core.hooksPath={self._no_hooks}", "-c", "core.fsmonitor=false", *args]
+
     def _git(self, mirror: Path, *args: str, check: bool = True) -> str:
-        argv = ["git", "-c", f"core.hooksPath={self._no_hooks}", f"--git-dir={mirror}", *args]
-        result = run_command(argv, check=False, env=_git_env())
+        result = run_command(self._git_argv(f"--git-dir={mirror}", *args), check=False, env=_git_env())
         if check and result.returncode != 0:
             raise ConfigError(
                 f"git {args[0]} failed in {mirror.name}: {(result.stderr or result.stdout).strip()[-400:]}"
@@ -142,14 +155,14 @@ class SourceWorkspace:
             shutil.rmtree(mirror, ignore_errors=True)  # a clone that died half-way
             partial = mirror.with_suffix(".partial")
             shutil.rmtree(partial, ignore_errors=True)
-            argv = ["git", "clone", "--mirror", "--quiet", "--", repository, str(partial)]
+            argv = self._git_argv("clone", "--mirror", "--quiet", "--", repository, str(partial))
             result = run_command(argv, check=False, env=_git_env())
             if result.returncode != 0:
                 raise SourceFetchError(f"cannot fetch {repository}: {(result.stderr or result.stdout).strip()[-400:]}")
             partial.rename(mirror)
             return
         result = run_command(
-            ["git", f"--git-dir={mirror}", "fetch", "--quiet", "--prune", "--force", "origin"],
+            self._git_argv(f"--git-dir={mirror}", "fetch", "--quiet", "--prune", "--force", "origin"),
             check=False,
             env=_git_env(),
         )
@@ -190,7 +203,10 @@ class SourceWorkspace:
     def checkout(self, repository: str, ref: str | None = None) -> Checkout:
         """Fetch, resolve ``ref`` (default: the repository's HEAD) and give its commit a clean worktree."""
         ref = ref or "HEAD"
-        mirror = self.fetch(repository)
+        mirror = self.mirror_path(repository)
+        # A commit is immutable: one the mirror already has needs no fetch (a rollback works with the host down).
+        if not (_FULL_SHA.match(ref) and (mirror / "HEAD").is_file() and self._commit(mirror, ref)):
+            self.fetch(repository)
         sha, full_ref = self.resolve(repository, ref)
         tree = self.tree_path(repository, sha)
         with self._locked(repository):
@@ -201,15 +217,17 @@ class SourceWorkspace:
                     shutil.rmtree(tree, ignore_errors=True)
                 tree.parent.mkdir(parents=True, exist_ok=True)
                 self._git(mirror, "worktree", "add", "--detach", "--force", "--quiet", str(tree), sha)
-        return Checkout(repository, ref, full_ref, sha, tree)
+        return Checkout(normalise_repository(repository), ref, full_ref, sha, tree)
 
     def _clean_at(self, tree: Path, sha: str) -> bool:
-        """Whether ``tree`` is a worktree at ``sha`` with no change to tracked files (ignored outputs may stay)."""
+        """Whether ``tree`` is a worktree at ``sha`` with no change to tracked files (outputs may stay)."""
         if not (tree / ".git").exists():
             return False
-        git = ["git", "-C", str(tree)]
-        head = run_command([*git, "rev-parse", "HEAD"], check=False, env=_git_env())
+        head = run_command(self._git_argv("-C", str(tree), "rev-parse", "HEAD"), check=False, env=_git_env())
         if head.returncode != 0 or head.stdout.strip() != sha:
             return False
-        status = run_command([*git, "status", "--porcelain", "--untracked-files=all"], check=False, env=_git_env())
+        # Tracked files only: a build's outputs (.reports, caches) are not the source, and another run of the
+        # same commit may be reading them right now.
+        argv = self._git_argv("-C", str(tree), "status", "--porcelain", "--untracked-files=no")
+        status = run_command(argv, check=False, env=_git_env())
         return status.returncode == 0 and not status.stdout.strip()

@@ -7,6 +7,7 @@ that describe what should be running (and `reconcile` can restore it).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,10 @@ from medianest_delivery.rollout.runtime import ReplicaSpec, Runtime, wait_until_
 from medianest_delivery.rollout.topology import EnvironmentPlan, other_slot
 from medianest_delivery.settings import StackSettings
 
-# How long a slot that lost its traffic may take to answer its requests in flight before its replicas go.
-SLOT_DRAIN_SECONDS = 10.0
+# How long a slot that lost its traffic may take to answer its requests in flight before its replicas go:
+# HAProxy's `timeout server`, the longest a request may take anyway.
+SLOT_DRAIN_SECONDS = 30.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,16 @@ class EnvironmentController:
 
     def _remove_slot(self, component: str, slot: str) -> None:
         """Remove a slot the router no longer sends traffic to, once its requests in flight have been answered."""
-        self.router.wait_idle(component, slot, SLOT_DRAIN_SECONDS)
+        busy = self.router.wait_idle(component, slot, SLOT_DRAIN_SECONDS)
+        if busy:
+            logger.warning(
+                "%s/%s slot %s still had %d requests in flight after %.0f s; removing it anyway",
+                self.name,
+                component,
+                slot,
+                busy,
+                SLOT_DRAIN_SECONDS,
+            )
         self.runtime.remove(self.name, component, slot)
         self.write_app_targets()
 

@@ -17,6 +17,7 @@ no reload and no dropped connection.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -65,11 +66,16 @@ class BackendState:
         return max(0, min(BUCKETS, self.weights[other_slot(self.stable_slot)]))
 
 
+# 2: `weights` are each slot's percent of buckets. 1 (files with no schema): per-server HAProxy weights.
+ROUTER_STATE_SCHEMA = 2
+
+
 @dataclass
 class RouterState:
     environment: str
     stats_port: int
     backends: dict[str, BackendState] = field(default_factory=dict)
+    schema: int = ROUTER_STATE_SCHEMA
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -77,8 +83,24 @@ class RouterState:
     @classmethod
     def from_json(cls, text: str) -> RouterState:
         raw = json.loads(text)
+        schema = raw.pop("schema", 1)
         backends = {name: BackendState(**b) for name, b in raw.pop("backends").items()}
+        if schema < 2:
+            for backend in backends.values():
+                backend.weights = percent_from_server_weights(backend)
         return cls(backends=backends, **raw)
+
+
+def percent_from_server_weights(backend: BackendState) -> dict[str, int]:
+    """Each slot's share of traffic from a schema-1 state, whose weights were per server (HAProxy balanced on
+    weight x active servers): a split of 20 and 180 over two servers each was 10% and 90%, not 20% and 100%."""
+    load = {slot: backend.weights[slot] * backend.active_replicas[slot] for slot in SLOTS}
+    total = sum(load.values())
+    if total == 0:
+        return {slot: (100 if slot == backend.stable_slot else 0) for slot in SLOTS}
+    candidate = other_slot(backend.stable_slot)
+    share = round(100 * load[candidate] / total)
+    return {candidate: share, backend.stable_slot: 100 - share}
 
 
 def new_backend(
@@ -185,6 +207,22 @@ def render_haproxy_config(state: RouterState, admin_socket: Path, maps_dir: Path
     return "\n".join(lines)
 
 
+def structural_digest(state: RouterState, admin_socket: Path, maps_dir: Path) -> str:
+    """A digest of what a running HAProxy cannot change at run time: ports, backends, health checks, affinity.
+
+    The split (maps), enabled servers and the stable slot change through the
+    runtime API, so they are left out: a different digest means the process
+    must be replaced to serve the state.
+    """
+    skeleton = RouterState.from_json(state.to_json())
+    for backend in skeleton.backends.values():
+        backend.active_replicas = dict.fromkeys(SLOTS, 0)
+        backend.weights = dict.fromkeys(SLOTS, 0)
+        backend.stable_slot, backend.slot_releases, backend.verdict_pending = "a", {}, False
+    rendered = render_haproxy_config(skeleton, admin_socket, maps_dir)
+    return hashlib.sha256(rendered.encode()).hexdigest()
+
+
 def server_commands(backend: BackendState, active: bool) -> list[str]:
     """Runtime API commands that set the component's active servers ready (``active``) or the rest in maintenance."""
     commands = []
@@ -225,6 +263,9 @@ class HAProxyRouter:
         self.config_path = self.dir / "haproxy.cfg"
         self.socket_path = self.dir / "admin.sock"
         self.pid_path = self.dir / "haproxy.pid"
+        # While a process running an outdated config is being replaced: its pid, until it is told to finish.
+        self.outdated_pid_path = self.dir / "haproxy.pid.outdated"
+        self.digest_path = self.dir / "haproxy.cfg.digest"  # structural_digest of what the process loaded
 
     def load_state(self) -> RouterState | None:
         if not self.state_path.is_file():
@@ -263,24 +304,54 @@ class HAProxyRouter:
     def start(self, state: RouterState) -> None:
         """Start HAProxy from the persisted state if it is not running (a restart restores the split).
 
-        One that runs an older config (started before an upgrade of this
-        project, without the bucket maps) is replaced seamlessly: the new
-        process binds beside it, then the old one is told to finish its
-        connections and exit (HAProxy's soft stop, SIGUSR1).
+        One that runs another structure (a new component, another health
+        check or affinity, or a config from before the bucket maps) is
+        replaced seamlessly: the new process binds beside it, then the old one
+        is told to finish its connections and exit (HAProxy's soft stop,
+        SIGUSR1). The old pid is recorded first, so a replacement cut short by
+        a crash is finished by the next start or stop, never left serving.
         """
+        self._finish_replacement()
         if self.running():
-            if self._serves_maps(state):
+            if self._serves(state):
                 return
             outdated = self.pid()
-            self._launch(state)
             if outdated is not None:
-                os.kill(outdated, signal.SIGUSR1)
+                self.outdated_pid_path.write_text(str(outdated))
+            try:
+                self._launch(state)
+            except Exception:
+                if outdated is not None:  # the old process keeps serving, as before
+                    self.pid_path.write_text(str(outdated))
+                self.outdated_pid_path.unlink(missing_ok=True)
+                raise
+            self._finish_replacement()
             return
         self._launch(state)
 
-    def _serves_maps(self, state: RouterState) -> bool:
-        loaded = self.command("show map")
-        return all(str(map_path(self.dir, name)) in loaded for name in state.backends)
+    def _serves(self, state: RouterState) -> bool:
+        """Whether the running process loaded this state's structure (and the bucket maps)."""
+        loaded = self.digest_path.read_text().strip() if self.digest_path.is_file() else ""
+        if loaded != structural_digest(state, self.socket_path, self.dir):
+            return False
+        maps = self.command("show map")
+        return all(str(map_path(self.dir, name)) in maps for name in state.backends)
+
+    def _outdated_pid(self) -> int | None:
+        try:
+            pid = int(self.outdated_pid_path.read_text().strip())
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            self.outdated_pid_path.unlink(missing_ok=True)
+            return None
+        return pid if pid != self.pid() and process_runs(pid, self.argv("haproxy")) else None
+
+    def _finish_replacement(self, sig: int = signal.SIGUSR1) -> None:
+        """Tell a replaced process to finish its connections and exit (SIGUSR1), or to stop now (SIGTERM)."""
+        outdated = self._outdated_pid()
+        if outdated is not None:
+            os.kill(outdated, sig)
+        self.outdated_pid_path.unlink(missing_ok=True)
 
     def _launch(self, state: RouterState) -> None:
         self.save_state(state)
@@ -295,16 +366,19 @@ class HAProxyRouter:
             start_new_session=True,
         )
         self.pid_path.write_text(str(process.pid))
+        self.digest_path.write_text(structural_digest(state, self.socket_path, self.dir))
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise StackError(f"haproxy for {self.environment} exited; see {self.dir / 'haproxy.log'}")
-            if self.running() and self._serves_maps(state):
+            if self.running() and self._serves(state):
                 return
             time.sleep(0.1)
+        process.kill()  # never leave a half-started process bound beside the one that serves
         raise StackError(f"haproxy for {self.environment} did not open {self.socket_path}")
 
     def stop(self) -> bool:
+        self._finish_replacement(signal.SIGTERM)
         pid = self.pid()
         if pid is None:
             return False
@@ -363,14 +437,25 @@ class HAProxyRouter:
             raise StackError(f"haproxy {self.environment} refused: {problems}; restart it to load the new config")
 
     def _commit_map(self, backend: BackendState) -> None:
-        """Replace the component's bucket map in one atomic step (prepare a new version, fill it, commit it)."""
+        """Replace the component's bucket map in one atomic step (prepare a new version, fill it, commit it).
+
+        The additions go in exchanges of 25 (one line of 100 would outgrow
+        HAProxy's command buffer with a long state path); the committed map is
+        read back, so a refused command can never pass unnoticed.
+        """
         routes = map_path(self.dir, backend.component)
         reply = self.command(f"prepare map {routes}")
         version = reply.strip().rsplit(":", 1)[-1].strip()
         if not version.isdigit():
             raise StackError(f"haproxy {self.environment}: cannot prepare map {routes}: {reply.strip()}")
-        adds = [f"add map @{version} {routes} {bucket} {slot}" for bucket, slot in enumerate(bucket_slots(backend))]
-        self._run([*adds, f"commit map @{version} {routes}"])
+        wanted = bucket_slots(backend)
+        adds = [f"add map @{version} {routes} {bucket} {slot}" for bucket, slot in enumerate(wanted)]
+        for start in range(0, len(adds), 25):
+            self._run(adds[start : start + 25])
+        self._run([f"commit map @{version} {routes}"])
+        live = self.live_routes(backend.component)
+        if live != wanted:
+            raise StackError(f"haproxy {self.environment}: map {routes} holds {live}, not {wanted}")
 
     def live_routes(self, component: str) -> list[str]:
         """The slot of each bucket in the running HAProxy (``show map``)."""
@@ -392,7 +477,7 @@ class HAProxyRouter:
         for row in rows[1:]:
             values = dict(zip(header, row.split(","), strict=False))
             proxy, server = values.get("pxname", ""), values.get("svname")
-            if proxy.startswith(f"be_{component}_") and server not in (None, "FRONTEND", "BACKEND"):
+            if proxy in {f"be_{component}_{slot}" for slot in SLOTS} and server not in (None, "FRONTEND", "BACKEND"):
                 result[str(server)] = values
         return result
 

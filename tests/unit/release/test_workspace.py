@@ -150,3 +150,35 @@ def test_a_repository_served_by_git_daemon_is_fetched_over_the_git_protocol(
     assert checkout.sha == git(work, "rev-parse", "feature")
     assert (checkout.root / "feature.txt").is_file()
     assert git(cache.mirror_path(served), "config", "remote.origin.url") == served
+
+
+@pytest.mark.parametrize(
+    "repository",
+    ["https://token@github.com/o/r.git", "https://user:@github.com/o/r", "git://u:p@127.0.0.1/r.git"],
+)
+def test_credentials_in_a_repository_url_are_refused(repository: str) -> None:
+    """A token as user name, or an empty password, would be recorded in the release: refused, naming why."""
+    with pytest.raises(ConfigError, match="holds credentials"):
+        require_repository(repository)
+
+
+def test_ssh_addresses_keep_their_user_and_clone_urls_are_one_repository() -> None:
+    """ssh users are not secrets; a clone URL (.git) and the web URL record as one repository."""
+    from medianest_delivery.release.workspace import normalise_repository
+
+    assert require_repository("git@github.com:o/r.git") == "git@github.com:o/r.git"
+    assert require_repository("ssh://git@github.com/o/r.git") == "ssh://git@github.com/o/r.git"
+    assert normalise_repository("https://github.com/o/r.git") == normalise_repository("https://github.com/o/r/")
+
+
+def test_a_commit_already_mirrored_checks_out_with_the_origin_gone(tmp_path: Path, origin: tuple[Path, Path]) -> None:
+    """A rollback to a commit built before needs no fetch: it works while the repository host is down."""
+    import shutil
+
+    bare, _ = origin
+    cache = SourceWorkspace(tmp_path / "cache")
+    sha = cache.checkout(str(bare), "v1").sha
+    shutil.rmtree(bare)
+    assert cache.checkout(str(bare), sha).sha == sha
+    with pytest.raises(SourceFetchError):
+        cache.checkout(str(bare), "main")  # a branch must be fetched: its head may have moved

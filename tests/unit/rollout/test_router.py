@@ -101,3 +101,42 @@ def test_stale_pid_file_is_never_signalled(tmp_path: Path) -> None:
     router.pid_path.write_text(str(os.getpid()))  # this test process, not haproxy
     assert router.pid() is None
     assert router.stop() is False
+
+
+def test_a_state_file_from_before_bucket_routing_is_read_as_shares() -> None:
+    """A schema-1 state held per-server weights (20 and 180 over two servers each: 10% to the canary); read today
+    it gives each slot its share, not 20% (and 100% for 100/50 over 1 and 2 servers would be 50%)."""
+    import json
+
+    plan = environment_plan("production")
+    old = RouterState("production", plan.stats_port, {"backend": new_backend(plan, "backend", 0)})
+    backend = old.backends["backend"]
+    backend.stable_slot, backend.active_replicas, backend.weights = "a", {"a": 2, "b": 2}, {"a": 180, "b": 20}
+    raw = json.loads(old.to_json())
+    del raw["schema"]
+    read = RouterState.from_json(json.dumps(raw)).backends["backend"]
+    assert read.weights == {"b": 10, "a": 90}
+    backend.active_replicas, backend.weights = {"a": 2, "b": 1}, {"a": 50, "b": 100}
+    raw = json.loads(old.to_json())
+    del raw["schema"]
+    assert RouterState.from_json(json.dumps(raw)).backends["backend"].weights == {"b": 50, "a": 50}
+    assert RouterState.from_json(old.to_json()).backends["backend"].weights == {"a": 50, "b": 100}  # schema 2
+
+
+def test_the_structural_digest_ignores_the_split_and_sees_the_structure() -> None:
+    """Moving traffic keeps the digest (the runtime API does it); a new affinity or health path changes it
+    (the running HAProxy must be replaced to serve it)."""
+    from medianest_delivery.rollout.router import structural_digest
+
+    plan = environment_plan("staging")
+    state = RouterState("staging", plan.stats_port, {"frontend": new_backend(plan, "frontend", 1)})
+
+    def digest() -> str:
+        return structural_digest(state, Path("/run/admin.sock"), Path("/run/maps"))
+
+    before = digest()
+    backend = state.backends["frontend"]
+    backend.active_replicas, backend.weights, backend.stable_slot = {"a": 2, "b": 2}, {"a": 70, "b": 30}, "b"
+    assert digest() == before
+    backend.affinity = "cookie"
+    assert digest() != before
