@@ -411,7 +411,7 @@ def test_two_commits_of_a_repository_served_by_git_daemon_build_concurrently_as_
         manifest = manifests[ref]
         assert manifest.git_sha == shas[ref]
         assert manifest.git_ref == full_ref
-        assert manifest.source_repository == repository
+        assert manifest.source_repository == repository.removesuffix(".git")  # recorded as the repository
         assert manifest.app_config_path == "delivery.yaml"
         assert not manifest.source_dirty
         tree = SourceWorkspace(local_stack.sources_dir).tree_path(repository, shas[ref])
@@ -421,5 +421,5 @@ def test_two_commits_of_a_repository_served_by_git_daemon_build_concurrently_as_
         image = manifest.image("backend")
         labels = client.images.pull(image.reference, auth_config=registry_for(manifest).docker_auth()).labels
         assert labels["org.opencontainers.image.revision"] == shas[ref]
-        assert labels["org.opencontainers.image.source"] == repository
+        assert labels["org.opencontainers.image.source"] == repository.removesuffix(".git")
     client.close()
