@@ -75,7 +75,11 @@ def describe_source(root: Path, ref: str | None = None) -> SourceInfo:
     # The ref was checked by require_git_ref (no leading '-'); rev-parse would echo --end-of-options.
     named = run_command([*git, "rev-parse", "--symbolic-full-name", ref or "HEAD"], check=False)
     built_ref = named.stdout.strip() if named.returncode == 0 and named.stdout.strip() else "HEAD"
-    status = run_command([*git, "status", "--porcelain", "--", "."], cwd=root)
+    # The gate's outputs and tool caches are not source (tree_digest skips them too): a tree a build ran in
+    # before (the source cache reuses one per commit) is still the commit alone.
+    outputs = [f":(exclude,glob)**/{name}/**" for name in sorted(_SKIP_DIRS)]
+    outputs += [f":(exclude,glob)**/{name}" for name in sorted(_SKIP_FILES)]
+    status = run_command([*git, "status", "--porcelain", "--", ".", *outputs], cwd=root)
     return SourceInfo(
         root=str(root),
         git_sha=sha,

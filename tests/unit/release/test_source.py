@@ -81,3 +81,16 @@ def test_not_a_repository(tmp_path: Path) -> None:
     plain.mkdir()
     with pytest.raises(ConfigError, match="not inside a git repository"):
         describe_source(plain, None)
+
+
+def test_outputs_of_an_earlier_build_do_not_make_the_tree_dirty(repo: Path) -> None:
+    """A worktree a build ran in before (reports, coverage, caches, untracked and unignored) is still the commit:
+    the source cache reuses one per commit, and the release policy refuses dirty builds."""
+    (repo / ".reports").mkdir()
+    (repo / ".reports" / "coverage.json").write_text("{}")
+    (repo / ".coverage").write_text("x")
+    (repo / "pkg" / "__pycache__").mkdir(parents=True)
+    (repo / "pkg" / "__pycache__" / "m.pyc").write_bytes(b"\0")
+    assert not describe_source(repo).dirty
+    (repo / "new.py").write_text("x = 1\n")
+    assert describe_source(repo).dirty
