@@ -303,9 +303,7 @@ def end_to_end(releases: int) -> None:
 
     from prefect_docker import DockerHost
 
-    from blocks.registry import OciRegistry
-    from blocks.signing import SigningKey
-    from flows.build_and_publish import build_and_publish
+    from benchmarks.sample_releases import publish_sample_releases
     from flows.deliver import deliver
     from medianest_delivery.appconfig import load_app_config
     from medianest_delivery.errors import RolloutFailedError
@@ -326,14 +324,7 @@ def end_to_end(releases: int) -> None:
         plan += [("healthy", {}), bad_kinds[n % 2]]
     rows = []
     with stack_prefect_settings(settings), tempfile.TemporaryDirectory(prefix="bench-judge-") as tmp:
-        OciRegistry(host=settings.registry_host, namespace=f"bench-{suffix}").save(f"bench-{suffix}", overwrite=True)
-        SigningKey().save(f"bench-{suffix}", overwrite=True)
-        manifests = [
-            build_and_publish(
-                registry_block=f"bench-{suffix}", signing_key_block=f"bench-{suffix}", version=v, releases_dir=tmp
-            )
-            for v in ("1.0.0", "1.1.0")
-        ]
+        manifests = publish_sample_releases(settings, suffix, tmp)
         env = EnvironmentController(
             environment,
             load_app_config(app_config),

@@ -297,9 +297,7 @@ def main() -> None:
     stack_up(settings)
     os.environ.update(export_environment(settings))
 
-    from blocks.registry import OciRegistry
-    from blocks.signing import SigningKey
-    from flows.build_and_publish import build_and_publish
+    from benchmarks.sample_releases import publish_sample_releases
     from medianest_delivery.localstack.prefect_api import stack_prefect_settings
     from medianest_delivery.rollout.app_role import drop_environment_database
 
@@ -309,14 +307,7 @@ def main() -> None:
     suffix = uuid.uuid4().hex[:6]
     app_config = str(ROOT / "examples" / "medianest" / "delivery.yaml")
     with stack_prefect_settings(settings), tempfile.TemporaryDirectory(prefix="bench-transitions-") as tmp:
-        OciRegistry(host=settings.registry_host, namespace=f"bench-{suffix}").save(f"bench-{suffix}", overwrite=True)
-        SigningKey().save(f"bench-{suffix}", overwrite=True)
-        manifests = [
-            build_and_publish(
-                registry_block=f"bench-{suffix}", signing_key_block=f"bench-{suffix}", version=v, releases_dir=tmp
-            )
-            for v in ("1.0.0", "1.1.0")
-        ]
+        manifests = publish_sample_releases(settings, suffix, tmp)
         releases = Releases(f"preview-moves{suffix}", manifests, app_config)
         env = releases.controller()
         reports: list[ScenarioReport] = []
