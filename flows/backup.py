@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from blocks.backup import DEFAULT_KEY_SECRET, BackupStorage, load_backup_key
 from blocks.delivery import ReleaseHistoryDatabase
 from blocks.loading import load_or_default
+from blocks.runtime import environment_database_server
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, load_app_config
 from medianest_delivery.backup.catalog import backup_age_seconds, record_validation
 from medianest_delivery.backup.manifest import (
@@ -67,7 +68,7 @@ def _target(
     app_config: str, environment: str, database_url: SecretStr | None, stanza: str | None
 ) -> tuple[str, str, list[str]]:
     config = load_app_config(app_config)
-    dsn = reveal(database_url) or config.database_url(environment)
+    dsn = reveal(database_url) or config.database_url(environment, environment_database_server(environment))
     checks = config.database.checks if config.database else []
     return dsn, stanza or f"{config.name}-{environment}", checks
 

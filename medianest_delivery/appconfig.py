@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,6 +20,8 @@ from medianest_delivery.settings import PROJECT_ROOT
 
 # The sample app: every flow's default `app_config`.
 DEFAULT_APP_CONFIG = str(PROJECT_ROOT / "examples" / "medianest" / "delivery.yaml")
+# The local system PostgreSQL (SCRAM over TCP; our password in ~/.pgpass): every environment's default server.
+DEFAULT_DATABASE_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 COMPONENT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
@@ -157,10 +160,15 @@ class AppConfig(_Strict):
                 raise ValueError(f"component {component.name!r} depends on unknown {sorted(unknown)}")
         return self
 
-    def database_url(self, environment: str, server: str = "postgresql://postgres@127.0.0.1:5432") -> str:
-        """Each environment has its own database: ``<database name>_<environment>`` on the server."""
+    def database_name(self, environment: str) -> str:
+        """Each environment has its own database: ``<database name>_<environment>``."""
         database = self.database.name if self.database else self.name
-        return f"{server}/{database}_{environment.replace('-', '_')}"
+        return f"{database}_{environment.replace('-', '_')}"
+
+    def database_url(self, environment: str, server: str = DEFAULT_DATABASE_SERVER) -> str:
+        """The environment's database on ``server`` (``postgresql://user@host:port[?options]``, no database)."""
+        parts = urlsplit(server)
+        return urlunsplit((parts.scheme, parts.netloc, f"/{self.database_name(environment)}", parts.query, ""))
 
     def component_index(self, name: str) -> int:
         """Position in the config: it fixes the component's ports in every environment."""

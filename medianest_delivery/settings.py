@@ -55,6 +55,20 @@ class StackSettings:
         return os.environ.get("DOCKER_HOST") or f"unix://{self.docker_socket}"
 
     @property
+    def swarm_dir(self) -> Path:
+        """The local two-node Swarm: one dockerd per node, each with its own socket, data root and exec root."""
+        return self.state_dir / "swarm"
+
+    def swarm_node_host(self, node: str) -> str:
+        """The engine of a local Swarm node (``manager`` or ``worker``)."""
+        return f"unix://{self.swarm_dir / node / 'docker.sock'}"
+
+    @property
+    def swarm_manager_host(self) -> str:
+        """The Swarm manager staging runs on by default (MEDIANEST_SWARM_HOST, else the local stack's)."""
+        return os.environ.get("MEDIANEST_SWARM_HOST") or self.swarm_node_host("manager")
+
+    @property
     def registry_host(self) -> str:
         return f"127.0.0.1:{self.registry_port}"
 

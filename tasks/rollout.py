@@ -11,6 +11,7 @@ from prefect.logging import get_run_logger
 from prefect_docker import DockerHost
 
 from blocks.delivery import MetricsProvider
+from blocks.runtime import environment_database_server, environment_runtime
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.errors import MetricsUnavailableError, StackError
 from medianest_delivery.rollout.analysis import AnalysisScope, ChartPoint, StepAssessment, observe_step, p95_query
@@ -19,16 +20,17 @@ from medianest_delivery.rollout.environment import EnvironmentController, SlotRe
 from medianest_delivery.rollout.judge import CanaryThresholds, SliceCounts, assess_canary_step
 from medianest_delivery.rollout.metrics import PrometheusClient
 from medianest_delivery.rollout.router import HAProxyRouter, Router
-from medianest_delivery.rollout.runtime import DockerRuntime, Runtime
+from medianest_delivery.rollout.runtime import Runtime
 from medianest_delivery.rollout.topology import SLOTS, other_slot
 from medianest_delivery.settings import StackSettings
 from tasks.app_database import app_database_password, forget_app_database_password
 from tasks.locks import ensure_lock
 
 
-def runtime_for(docker_host: DockerHost) -> Runtime:
-    """The runtime a Docker host block stands for (the seam the middle-tier tests replace with a fake)."""
-    return DockerRuntime(docker_host.get_client())
+def runtime_for(environment: str, docker_host: DockerHost) -> Runtime:
+    """The environment's runtime: its `EnvironmentTarget`'s, or the default (staging on the local Swarm, the rest
+    on ``docker_host``, the flow's engine). The seam the middle-tier tests replace with a fake."""
+    return environment_runtime(environment, docker_host)
 
 
 def router_for(settings: StackSettings, environment: str) -> Router:
@@ -41,10 +43,11 @@ def controller(environment: str, app_config: str, docker_host: DockerHost) -> En
     return EnvironmentController(
         environment,
         load_app_config(app_config),
-        runtime_for(docker_host),
+        runtime_for(environment, docker_host),
         settings,
         router_for(settings, environment),
         app_password=app_database_password,
+        database_server=environment_database_server(environment),
     )
 
 

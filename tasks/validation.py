@@ -14,6 +14,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
 from blocks.delivery import ReleaseHistoryDatabase
+from blocks.runtime import environment_database_server
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.errors import ConfigError, GateFailedError
 from medianest_delivery.proc import run_command
@@ -39,7 +40,7 @@ def database_dsn(app_config: str, environment: str) -> str:
     config = load_app_config(app_config)
     if config.database is None:
         raise ConfigError(f"app {config.name} declares no database")
-    return config.database_url(environment)
+    return config.database_url(environment, environment_database_server(environment))
 
 
 @task(name="migrate-database", task_run_name="migrate: {environment}", retries=2, retry_delay_seconds=2)

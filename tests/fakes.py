@@ -38,6 +38,9 @@ class FakeRuntime:
         self.replicas: dict[str, tuple[ReplicaSpec, ThreadingHTTPServer]] = {}
         self.started: list[str] = []
 
+    def run_slot(self, specs: list[ReplicaSpec]) -> list[str]:
+        return [self.run(spec) for spec in specs]
+
     def run(self, spec: ReplicaSpec) -> str:
         server = ThreadingHTTPServer(("127.0.0.1", spec.port), _Ok)
         threading.Thread(target=server.serve_forever, daemon=True).start()

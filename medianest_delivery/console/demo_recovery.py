@@ -28,9 +28,10 @@ def seed_catalogue(app_config: str) -> int:
     """Give the demo's production database something to back up (only when its media table is nearly empty)."""
     import psycopg
 
+    from blocks.runtime import environment_database_server
     from medianest_delivery.appconfig import load_app_config
 
-    dsn = load_app_config(app_config).database_url("production")
+    dsn = load_app_config(app_config).database_url("production", environment_database_server("production"))
     with psycopg.connect(dsn) as conn:
         exists = conn.execute("SELECT to_regclass('media') IS NOT NULL").fetchone()
         if not exists or not exists[0]:

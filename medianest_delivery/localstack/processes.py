@@ -188,7 +188,7 @@ class DockerEngine(_ManagedProcess):
         import docker
 
         try:
-            client = docker.DockerClient(base_url=self.settings.docker_host, timeout=3)
+            client = docker.DockerClient(base_url=self.where(), timeout=3)
             try:
                 return bool(client.ping())
             finally:

@@ -1,4 +1,4 @@
-"""The embedded local stack: dockerd, an OCI registry, the Prefect server, Prometheus, the base image.
+"""The embedded local stack: dockerd, an OCI registry, the Prefect server, Prometheus, a two-node Swarm, the base image.
 
 `stack_up` starts, in order, every component that does not answer; `stack_down`
 stops, in reverse, only the processes this project started. Everything binds to
@@ -24,6 +24,7 @@ from medianest_delivery.localstack.processes import (
     S3Emulator,
 )
 from medianest_delivery.localstack.routers import EnvironmentRouters
+from medianest_delivery.localstack.swarm import LocalSwarm
 from medianest_delivery.localstack.system_postgres import SystemPostgres
 from medianest_delivery.settings import StackSettings
 
@@ -38,6 +39,7 @@ def components(settings: StackSettings) -> list[StackComponent]:
         PrometheusServer(settings),
         Pushgateway(settings),
         S3Emulator(settings),
+        LocalSwarm(settings),
         ArchivedCluster(settings),
         BaseImage(settings),
         EnvironmentRouters(settings),

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from medianest_delivery.appconfig import AppConfig, Component
+from medianest_delivery.appconfig import DEFAULT_DATABASE_SERVER, AppConfig, Component
 from medianest_delivery.errors import StackError
 from medianest_delivery.rollout.app_role import app_database_url, app_role_name, ensure_app_role
 from medianest_delivery.rollout.metrics import write_scrape_targets
 from medianest_delivery.rollout.previews import plan_for, release_preview
 from medianest_delivery.rollout.router import HAProxyRouter, Router, RouterState, new_backend
 from medianest_delivery.rollout.runtime import ReplicaSpec, Runtime, wait_until_healthy
-from medianest_delivery.rollout.topology import EnvironmentPlan, other_slot
+from medianest_delivery.rollout.topology import SLOTS, EnvironmentPlan, other_slot
 from medianest_delivery.settings import StackSettings
 
 # How long a slot that lost its traffic may take to answer its requests in flight before its replicas go:
@@ -46,9 +46,11 @@ class EnvironmentController:
         settings: StackSettings,
         router: Router | None = None,
         app_password: Callable[[str], str] | None = None,
+        database_server: str = DEFAULT_DATABASE_SERVER,
     ) -> None:
         """``app_password`` gives the password of an app database role (by role name): replicas connect as
-        that role, never as ours. Without it, replicas that need ``{database_url}`` cannot start."""
+        that role, never as ours. Without it, replicas that need ``{database_url}`` cannot start.
+        ``database_server`` is where the environment's database lives (its target's server)."""
         self.name = name
         self.config = config
         self.runtime = runtime
@@ -56,6 +58,7 @@ class EnvironmentController:
         self.plan: EnvironmentPlan = plan_for(name, settings.routers_dir)
         self.router: Router = router or HAProxyRouter(settings.routers_dir, name)
         self.app_password = app_password
+        self.database_server = database_server
 
     # -- state -------------------------------------------------------------
     def state(self) -> RouterState:
@@ -63,7 +66,14 @@ class EnvironmentController:
         for index, component in enumerate(self.config.components):
             if component.name not in state.backends:
                 state.backends[component.name] = new_backend(self.plan, component.name, index, component.health)
-            state.backends[component.name].affinity = component.canary_affinity
+            backend = state.backends[component.name]
+            backend.affinity = component.canary_affinity
+            # A state written before the port layout moved by one keeps the ports of the slots that serve;
+            # an idle slot takes the current layout, so the next release lands where every runtime can put it.
+            current = new_backend(self.plan, component.name, index).slot_ports
+            for slot in SLOTS:
+                if not backend.active_replicas[slot] and not backend.weights[slot]:
+                    backend.slot_ports[slot] = current[slot]
         return state
 
     def index(self, component: str) -> int:
@@ -74,7 +84,7 @@ class EnvironmentController:
 
     def database_url(self) -> str:
         """Our own (migrating, administering) connection to the environment's database: never given to replicas."""
-        return self.config.database_url(self.name)
+        return self.config.database_url(self.name, self.database_server)
 
     def app_database_url(self, slot: str) -> str:
         """What a slot's replicas get: the slot's app role, its password, the environment's database only."""
@@ -118,6 +128,9 @@ class EnvironmentController:
         """Run the release's replicas in ``release.slot`` (not routed yet: weight 0)."""
         component = self.config.component(release.component)
         self.runtime.remove(self.name, release.component, release.slot)
+        ports = self.state().backends[release.component].slot_ports[release.slot]
+        values = self.component_env(component, release.slot, extra_env)
+        secret_keys = {key for key, template in component.env.items() if "{database_url}" in template}
         specs = [
             ReplicaSpec(
                 environment=self.name,
@@ -125,14 +138,14 @@ class EnvironmentController:
                 slot=release.slot,
                 replica=i,
                 image=release.image,
-                port=self.plan.replica_port(self.index(release.component), release.slot, i),
+                port=ports[i],
                 version=release.version,
-                env=self.component_env(component, release.slot, extra_env),
+                env={k: v for k, v in values.items() if k not in secret_keys},
+                secrets={k: v for k, v in values.items() if k in secret_keys},
             )
             for i in range(release.replicas)
         ]
-        for spec in specs:
-            self.runtime.run(spec)
+        self.runtime.run_slot(specs)
         self.write_app_targets()
         return specs
 

@@ -1,9 +1,11 @@
-"""Where replicas run. `Runtime` is the interface the flows use; `DockerRuntime` implements it.
+"""Where replicas run. `Runtime` is the interface the flows use.
 
-A Kubernetes or Swarm runtime implements the same five methods; the flows do
-not change. Every replica is hardened (non-root, read-only root filesystem,
-no-new-privileges, no capabilities, memory and CPU limits) and uses host
-networking on its own 127.0.0.1 port.
+`DockerRuntime` runs each replica as a container on one Docker Engine;
+`SwarmRuntime` (rollout/swarm.py) runs each slot as a Swarm service. A
+Kubernetes runtime would implement the same five methods; the flows do not
+change. Every replica is hardened (non-root, read-only root filesystem, no
+capabilities, memory, CPU and PID limits) and uses host networking on its own
+127.0.0.1 port.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class ReplicaSpec:
     port: int
     version: str
     env: dict[str, str] = field(default_factory=dict)
+    # Values a runtime must not put in the open (a database URL with its password): a Swarm secret mounted
+    # at /run/secrets/<KEY> with <KEY>_FILE set; a plain engine has no secret store and passes them as variables.
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
     memory: str = "256m"
     cpus: float = 0.5
 
@@ -57,7 +62,9 @@ class ReplicaInfo:
 
 
 class Runtime(Protocol):
-    def run(self, spec: ReplicaSpec) -> str: ...
+    def run_slot(self, specs: list[ReplicaSpec]) -> list[str]:
+        """Run exactly these replicas of one slot (same environment, component, slot and release)."""
+        ...
 
     def remove(self, environment: str, component: str | None = None, slot: str | None = None) -> list[str]: ...
 
@@ -79,6 +86,9 @@ class DockerRuntime:
     def __init__(self, client: Any) -> None:
         self.client = client
 
+    def run_slot(self, specs: list[ReplicaSpec]) -> list[str]:
+        return [self.run(spec) for spec in specs]
+
     def run(self, spec: ReplicaSpec) -> str:
         if "@sha256:" not in spec.image:
             raise StackError(f"refusing to run {spec.image}: images are deployed by digest only")
@@ -99,6 +109,7 @@ class DockerRuntime:
             restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
             environment={
                 **spec.env,
+                **spec.secrets,
                 "PORT": str(spec.port),
                 "BIND_HOST": "127.0.0.1",
                 "MEDIANEST_VERSION": spec.version,

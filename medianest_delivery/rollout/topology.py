@@ -3,9 +3,13 @@
 Every environment owns a block of 1000 loopback ports. Component ``i`` gets
 ``base + 100*i`` for its router frontend and two slots of replicas after it:
 
-    production (base 19000), backend (i=0): router 19000, slot a 19010-19013, slot b 19020-19023
-                             frontend (i=1): router 19100, slot a 19110-..., slot b 19120-...
+    production (base 19000), backend (i=0): router 19000, slot a 19011-19014, slot b 19021-19024
+                             frontend (i=1): router 19100, slot a 19111-..., slot b 19121-...
     router stats/metrics: base + 990
+
+Replica ``r`` listens on ``...(r+1)``: a Swarm service can only make a port by
+appending its task slot (1, 2, ...) to a prefix (``PORT=1901{{.Task.Slot}}``), and
+both runtimes use one layout.
 
 A rollout always puts the new release in the slot that is not stable, so
 canary and blue-green share one mechanism: move weight, then flip roles.
@@ -38,7 +42,7 @@ class EnvironmentPlan:
             raise ConfigError(f"unknown slot {slot!r}; slots are {SLOTS}")
         if not 0 <= replica < MAX_REPLICAS:
             raise ConfigError(f"replica {replica} out of range 0..{MAX_REPLICAS - 1}")
-        return self.base_port + 100 * component_index + 10 * (SLOTS.index(slot) + 1) + replica
+        return self.base_port + 100 * component_index + 10 * (SLOTS.index(slot) + 1) + replica + 1
 
     def router_url(self, component_index: int) -> str:
         return f"http://127.0.0.1:{self.router_port(component_index)}"

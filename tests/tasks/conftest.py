@@ -57,7 +57,7 @@ def fakes(prefect_harness: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     """A preview environment of its own whose v1 was deployed directly (stable, 100%) through the real tasks."""
     monkeypatch.setenv("MEDIANEST_STATE_DIR", str(tmp_path))
     runtime, router, prometheus = FakeRuntime(), FakeRouter(), FakePrometheus()
-    monkeypatch.setattr(tasks.rollout, "runtime_for", lambda docker_host: runtime)
+    monkeypatch.setattr(tasks.rollout, "runtime_for", lambda environment, docker_host: runtime)
     monkeypatch.setattr(tasks.rollout, "router_for", lambda settings, environment: router)
     monkeypatch.setattr(MetricsProvider, "get_client", lambda self: prometheus)
     ctx = RolloutContext(

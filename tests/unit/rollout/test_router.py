@@ -30,9 +30,9 @@ def test_haproxy_config_binds_loopback_and_routes_buckets_through_the_map() -> N
     assert "bind 127.0.0.1:18990" in config
     assert "backend be_backend_a\n" in config
     assert "backend be_backend_b\n" in config
-    assert "server a0 127.0.0.1:18010 check\n" in config
+    assert "server a0 127.0.0.1:18011 check\n" in config
     assert "server a2 127.0.0.1:18012 check disabled" in config
-    assert "server b0 127.0.0.1:18020 check\n" in config
+    assert "server b0 127.0.0.1:18021 check\n" in config
     assert "map_int(/run/maps/backend.map,a)" in config
     assert "Set-Cookie" not in config  # affinity "none": no cookie handed out
     assert "prometheus-exporter" in config

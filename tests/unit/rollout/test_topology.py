@@ -18,7 +18,7 @@ from medianest_delivery.rollout.topology import (
 def test_production_ports() -> None:
     """Production's router, replica and stats ports follow its fixed block; slot a's other slot is b."""
     plan = environment_plan("production")
-    assert (plan.router_port(0), plan.replica_port(0, "a", 0), plan.replica_port(0, "b", 3)) == (19000, 19010, 19023)
+    assert (plan.router_port(0), plan.replica_port(0, "a", 0), plan.replica_port(0, "b", 3)) == (19000, 19011, 19024)
     assert plan.router_port(1) == 19100
     assert plan.stats_port == 19990
     assert other_slot("a") == "b"
