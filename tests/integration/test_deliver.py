@@ -22,7 +22,6 @@ from prefect import flow
 from blocks.delivery import MetricsProvider
 from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
-from flows.build_and_publish import build_and_publish
 from flows.deliver import deliver
 from medianest_delivery.errors import DeliveryError, RolloutFailedError, VerificationError
 from medianest_delivery.release.manifest import ReleaseManifest
@@ -46,33 +45,6 @@ REPO = Path(__file__).resolve().parents[2]
 FAST = {"max_error_rate": 0.01, "latency_tolerance": 0.25, "latency_shift_alarm": 1.0}
 # A canary that stays undecided at its last step (its proof would take ~75,000 requests), and waits for it.
 PENDING = {"max_error_rate": 0.00001, "insufficient_traffic": "extend", "max_extended_seconds": 36000}
-
-
-@pytest.fixture(scope="module")
-def releases(
-    local_stack: StackSettings, prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Path]:
-    """Two signed releases (1.0.0 and 1.1.0) of the sample app, as manifest files.
-
-    Signed with the local stack's key, the one deploys trust by default (no TrustedSigners block), so
-    deliver runs in other processes against the stack's own server trust them too.
-    """
-    from medianest_delivery.localstack.stack import stack_up
-
-    stack_up(local_stack, {"prometheus"})
-    tmp = tmp_path_factory.mktemp("deliver")
-    suffix = uuid.uuid4().hex[:6]
-    OciRegistry(host=local_stack.registry_host, namespace=f"dl-{suffix}").save(f"dl-{suffix}")
-    SigningKey().save(f"dl-{suffix}")
-    paths = {}
-    for version in ("1.0.0", "1.1.0"):
-        manifest = build_and_publish(
-            registry_block=f"dl-{suffix}", signing_key_block=f"dl-{suffix}", version=version, releases_dir=str(tmp)
-        )
-        path = tmp / f"{version}.json"
-        path.write_text(manifest.to_json())
-        paths[version] = path
-    return paths
 
 
 def tear_down(name: str) -> None:

@@ -1,0 +1,257 @@
+"""Environments on the local stack's real two-node Docker Swarm: deploys, canaries and the faults a cluster has.
+
+Each test gets a preview environment whose `EnvironmentTarget` says ``swarm``; `deliver` runs on it as on
+any other runtime. Load goes through the environment's HAProxy routers on 127.0.0.1, bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from blocks.runtime import EnvironmentTarget
+from medianest_delivery.localstack.swarm import LocalSwarm, SwarmNodeEngine
+from medianest_delivery.rollout.loadgen import LoadReport
+from medianest_delivery.rollout.router import HAProxyRouter
+from medianest_delivery.rollout.runtime import LABEL
+from medianest_delivery.rollout.swarm import SwarmRuntime
+from medianest_delivery.settings import StackSettings
+from tasks.rollout import controller
+from tests.helpers import SAMPLE_APP
+from tests.integration.test_deliver import FAST, docker_host, loads, router, run_deliver, tear_down
+
+pytestmark = pytest.mark.integration
+APP_CONFIG = str(SAMPLE_APP / "delivery.yaml")
+
+
+@pytest.fixture(scope="module")
+def swarm(local_stack: StackSettings) -> StackSettings:
+    from medianest_delivery.localstack.stack import stack_up
+
+    stack_up(local_stack, {"prometheus", "swarm"})
+    return local_stack
+
+
+def node_client(settings: StackSettings, node: str) -> Any:
+    return docker.DockerClient(base_url=settings.swarm_node_host(node), timeout=30)
+
+
+def node_id(settings: StackSettings, node: str) -> str:
+    return str(node_client(settings, node).info()["Swarm"]["NodeID"])
+
+
+@pytest.fixture
+def on_swarm(swarm: StackSettings, releases: dict[str, Path]) -> Iterator[str]:
+    """A preview environment on the Swarm, running release 1.0.0; torn down (services, secrets) afterwards."""
+    name = f"preview-sw{uuid.uuid4().hex[:6]}"
+    EnvironmentTarget(runtime="swarm").save(name)
+    try:
+        run_deliver(releases["1.0.0"], name)
+        yield name
+    finally:
+        LocalSwarm(swarm).start()  # a test that took a node down brings it back first
+        tear_down(name)
+
+
+def services(settings: StackSettings, environment: str) -> list[Any]:
+    manager = node_client(settings, "manager")
+    return list(manager.services.list(filters={"label": f"{LABEL}.environment={environment}"}))
+
+
+def test_each_slot_is_a_service_with_replicas_on_both_nodes_and_the_database_url_as_a_secret(
+    on_swarm: str, swarm: StackSettings
+) -> None:
+    running = services(swarm, on_swarm)
+    assert sorted(s.name for s in running) == [f"mn-{on_swarm}-backend-a", f"mn-{on_swarm}-frontend-a"]
+    backend = next(s for s in running if s.name.endswith("backend-a"))
+    spec = backend.attrs["Spec"]
+    assert spec["Mode"]["Replicated"]["Replicas"] == 2
+    assert spec["UpdateConfig"]["Order"] == "stop-first" and spec["RollbackConfig"]["Parallelism"] == 1
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    assert container["User"] == "10001:10001" and container["ReadOnly"] is True
+    assert container["CapabilityDrop"] == ["ALL"]
+    assert spec["TaskTemplate"]["Resources"]["Limits"]["Pids"] == 512
+    env = dict(item.split("=", 1) for item in container["Env"])
+    prefix = env["PORT"].removesuffix("{{.Task.Slot}}")
+    assert env["DATABASE_URL_FILE"] == "/run/secrets/DATABASE_URL"
+    assert "DATABASE_URL" not in env
+    assert not any("postgresql://" in value for value in env.values())  # no password in any service spec
+    [secret] = container["Secrets"]
+    assert secret["File"]["Name"] == "DATABASE_URL" and secret["File"]["Mode"] == 0o400
+
+    # Swarm placed the two replicas, one per node here (spread), each on its template port.
+    tasks = [t for t in backend.tasks() if t["DesiredState"] == "running"]
+    assert {t["NodeID"] for t in tasks} == {node_id(swarm, "manager"), node_id(swarm, "worker")}
+    replicas = SwarmRuntime(lambda: node_client(swarm, "manager"), "manager").list(on_swarm)
+    ports = sorted(r.port for r in replicas if r.component == "backend")
+    assert ports == [int(f"{prefix}1"), int(f"{prefix}2")]
+    for port in ports:
+        assert httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200  # it reached its database
+    # The replica reads the URL from the mounted file: its own role, on the environment's own database.
+    env_controller = controller(on_swarm, APP_CONFIG, docker_host())
+    expected = env_controller.app_database_url("a")
+    task = tasks[0]
+    engine = node_client(swarm, "manager" if task["NodeID"] == node_id(swarm, "manager") else "worker")
+    inside = engine.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
+    code, output = inside.exec_run(
+        ["python3", "-c", "import hashlib; print(hashlib.sha256(open('/run/secrets/DATABASE_URL','rb').read()).hexdigest())"]
+    )
+    assert code == 0 and output.decode().strip() == hashlib.sha256(expected.encode()).hexdigest()
+    assert "_app_a" in expected and f"/medianest_{on_swarm.replace('-', '_')}" in expected
+
+
+def test_canary_then_blue_green_on_the_swarm_under_load(on_swarm: str, releases: dict[str, Path]) -> None:
+    backend, frontend = loads(on_swarm, seconds=240)
+    try:
+        canary = run_deliver(releases["1.1.0"], on_swarm, canary_steps=[10, 50, 100])
+        blue_green = run_deliver(releases["1.0.0"], on_swarm, strategy="blue-green")
+    finally:
+        seen: LoadReport = backend.stop()
+        answered = frontend.stop()
+    assert (canary["outcome"], blue_green["outcome"]) == ("promoted", "promoted")
+    assert seen.failed == 0 and answered.failed == 0, (seen.by_version(), answered.by_version())
+    assert httpx.get(f"{router(on_swarm)}/version").json()["version"] == "1.0.0"
+    assert {s.name[-1] for s in services(StackSettings(), on_swarm)} == {"a"}  # back in slot a, slot b removed
+
+
+def when_the_canary_has_traffic(environment: str, fault: Callable[[], None]) -> Callable[[], None]:
+    """Run ``fault`` in a thread as soon as the backend's canary gets weight; returns a join that re-raises."""
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        try:
+            deadline = time.monotonic() + 300
+            routers = HAProxyRouter(StackSettings().routers_dir, environment)
+            while time.monotonic() < deadline:
+                state = routers.load_state()
+                if state and state.backends["backend"].canary_percent() > 0:
+                    fault()
+                    return
+                time.sleep(0.2)
+            errors.append(AssertionError("the canary never got traffic"))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+
+    def join() -> None:
+        done.wait(330)
+        if errors:
+            raise errors[0]
+
+    return join
+
+
+def canary_through(
+    environment: str, releases: dict[str, Path], fault: Callable[[], None]
+) -> tuple[dict[str, Any], LoadReport, LoadReport]:
+    backend, frontend = loads(environment, seconds=240)
+    join = when_the_canary_has_traffic(environment, fault)
+    try:
+        summary = run_deliver(releases["1.1.0"], environment, canary_steps=[10, 50, 100], thresholds=FAST)
+        join()
+    finally:
+        seen, answered = backend.stop(), frontend.stop()
+    return summary, seen, answered
+
+
+def assert_judged_release_serves(environment: str, summary: dict[str, Any]) -> None:
+    """Whatever the verdict, the environment ends on a judged release at 100%, on replicas that answer."""
+    judged = "1.1.0" if summary["outcome"] == "promoted" else "1.0.0"
+    assert summary["outcome"] in ("promoted", "rolled_back"), summary
+    for _ in range(20):
+        assert httpx.get(f"{router(environment)}/version").json()["version"] == judged
+    env = controller(environment, APP_CONFIG, docker_host())
+    state = env.state().backends["backend"]
+    assert not state.verdict_pending and state.weights[state.stable_slot] == 100
+
+
+def test_a_worker_drained_mid_canary_moves_its_replicas_and_the_rollout_still_ends_judged(
+    on_swarm: str, swarm: StackSettings, releases: dict[str, Path]
+) -> None:
+    manager = node_client(swarm, "manager")
+    worker = manager.nodes.get(node_id(swarm, "worker"))
+
+    def drain() -> None:
+        worker.reload()
+        spec = {**worker.attrs["Spec"], "Availability": "drain"}
+        worker.update(spec)
+
+    try:
+        summary, seen, answered = canary_through(on_swarm, releases, drain)
+    finally:
+        worker.reload()
+        worker.update({**worker.attrs["Spec"], "Availability": "active"})
+    assert_judged_release_serves(on_swarm, summary)
+    on_worker = [
+        t
+        for s in services(swarm, on_swarm)
+        for t in s.tasks()
+        if t["DesiredState"] == "running" and t["NodeID"] == worker.id
+    ]
+    assert on_worker == []  # the Swarm moved every replica off the drained node
+    assert seen.failed <= seen.total * 0.01, seen.by_version()
+    assert answered.failed <= answered.total * 0.01, answered.by_version()
+
+
+def kill_node(settings: StackSettings, node: str) -> None:
+    """SIGKILL a node: its replicas' processes, then its dockerd and containerd (no clean shutdown)."""
+    engine = SwarmNodeEngine(settings, node)
+    client = node_client(settings, node)
+    pids = [c.attrs["State"]["Pid"] for c in client.containers.list()]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    dockerd = engine.our_pid()
+    assert dockerd is not None, f"the {node} engine was not started by the stack"
+    os.killpg(dockerd, signal.SIGKILL)
+
+
+def test_a_worker_killed_mid_canary_is_rescheduled_and_the_rollout_ends_judged(
+    on_swarm: str, swarm: StackSettings, releases: dict[str, Path]
+) -> None:
+    summary, seen, answered = canary_through(on_swarm, releases, lambda: kill_node(swarm, "worker"))
+    assert_judged_release_serves(on_swarm, summary)
+    # The Swarm rescheduled the stable slot's replicas on the manager: both answer.
+    env = controller(on_swarm, APP_CONFIG, docker_host())
+    state = env.state().backends["backend"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        live = env.router.server_states("backend")
+        if [live[f"{state.stable_slot}{i}"] for i in range(2)] == ["UP", "UP"]:
+            break
+        time.sleep(1)
+    assert [live[f"{state.stable_slot}{i}"] for i in range(2)] == ["UP", "UP"]
+    assert seen.failed <= seen.total * 0.02, seen.by_version()
+    assert answered.failed <= answered.total * 0.02, answered.by_version()
+
+
+def test_the_manager_restarted_mid_canary_is_waited_for_and_no_traffic_is_stranded(
+    on_swarm: str, swarm: StackSettings, releases: dict[str, Path]
+) -> None:
+    engine = SwarmNodeEngine(swarm, "manager")
+
+    def restart_manager() -> None:
+        engine.stop()
+        time.sleep(3)  # a step's traffic change or removal meets a manager that refuses connections
+        engine.start()
+
+    summary, seen, answered = canary_through(on_swarm, releases, restart_manager)
+    assert_judged_release_serves(on_swarm, summary)
+    assert seen.failed <= seen.total * 0.01, seen.by_version()
+    assert answered.failed <= answered.total * 0.01, answered.by_version()
