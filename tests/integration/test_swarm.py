@@ -78,9 +78,11 @@ def test_each_slot_is_a_service_with_replicas_on_both_nodes_and_the_database_url
     backend = next(s for s in running if s.name.endswith("backend-a"))
     spec = backend.attrs["Spec"]
     assert spec["Mode"]["Replicated"]["Replicas"] == 2
-    assert spec["UpdateConfig"]["Order"] == "stop-first" and spec["RollbackConfig"]["Parallelism"] == 1
+    assert spec["UpdateConfig"]["Order"] == "stop-first"
+    assert spec["RollbackConfig"]["Parallelism"] == 1
     container = spec["TaskTemplate"]["ContainerSpec"]
-    assert container["User"] == "10001:10001" and container["ReadOnly"] is True
+    assert container["User"] == "10001:10001"
+    assert container["ReadOnly"] is True
     assert container["CapabilityDrop"] == ["ALL"]
     assert spec["TaskTemplate"]["Resources"]["Limits"]["Pids"] == 512
     env = dict(item.split("=", 1) for item in container["Env"])
@@ -89,7 +91,8 @@ def test_each_slot_is_a_service_with_replicas_on_both_nodes_and_the_database_url
     assert "DATABASE_URL" not in env
     assert not any("postgresql://" in value for value in env.values())  # no password in any service spec
     [secret] = container["Secrets"]
-    assert secret["File"]["Name"] == "DATABASE_URL" and secret["File"]["Mode"] == 0o400
+    assert secret["File"]["Name"] == "DATABASE_URL"
+    assert secret["File"]["Mode"] == 0o400
 
     # Swarm placed the two replicas, one per node here (spread), each on its template port.
     tasks = [t for t in backend.tasks() if t["DesiredState"] == "running"]
@@ -106,10 +109,16 @@ def test_each_slot_is_a_service_with_replicas_on_both_nodes_and_the_database_url
     engine = node_client(swarm, "manager" if task["NodeID"] == node_id(swarm, "manager") else "worker")
     inside = engine.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
     code, output = inside.exec_run(
-        ["python3", "-c", "import hashlib; print(hashlib.sha256(open('/run/secrets/DATABASE_URL','rb').read()).hexdigest())"]
+        [
+            "python3",
+            "-c",
+            "import hashlib; print(hashlib.sha256(open('/run/secrets/DATABASE_URL','rb').read()).hexdigest())",
+        ]
     )
-    assert code == 0 and output.decode().strip() == hashlib.sha256(expected.encode()).hexdigest()
-    assert "_app_a" in expected and f"/medianest_{on_swarm.replace('-', '_')}" in expected
+    assert code == 0
+    assert output.decode().strip() == hashlib.sha256(expected.encode()).hexdigest()
+    assert "_app_a" in expected
+    assert f"/medianest_{on_swarm.replace('-', '_')}" in expected
 
 
 def test_canary_then_blue_green_on_the_swarm_under_load(on_swarm: str, releases: dict[str, Path]) -> None:
@@ -121,7 +130,8 @@ def test_canary_then_blue_green_on_the_swarm_under_load(on_swarm: str, releases:
         seen: LoadReport = backend.stop()
         answered = frontend.stop()
     assert (canary["outcome"], blue_green["outcome"]) == ("promoted", "promoted")
-    assert seen.failed == 0 and answered.failed == 0, (seen.by_version(), answered.by_version())
+    assert seen.failed == 0, seen.by_version()
+    assert answered.failed == 0, answered.by_version()
     assert httpx.get(f"{router(on_swarm)}/version").json()["version"] == "1.0.0"
     assert {s.name[-1] for s in services(StackSettings(), on_swarm)} == {"a"}  # back in slot a, slot b removed
 
@@ -178,7 +188,8 @@ def assert_judged_release_serves(environment: str, summary: dict[str, Any]) -> N
         assert httpx.get(f"{router(environment)}/version").json()["version"] == judged
     env = controller(environment, APP_CONFIG, docker_host())
     state = env.state().backends["backend"]
-    assert not state.verdict_pending and state.weights[state.stable_slot] == 100
+    assert not state.verdict_pending
+    assert state.weights[state.stable_slot] == 100
 
 
 def test_a_worker_drained_mid_canary_moves_its_replicas_and_the_rollout_still_ends_judged(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import threading
 import urllib.error
 import urllib.request
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -70,9 +70,13 @@ def test_a_mounted_secret_file_wins_over_the_variable(tmp_path: Path) -> None:
     secret = tmp_path / "DATABASE_URL"
     secret.write_text("postgresql://app:pw@127.0.0.1:5433/media\n")
     env = {"DATABASE_URL": "postgresql://other@127.0.0.1/x", "DATABASE_URL_FILE": str(secret)}
-    assert ServiceSettings.from_env("backend", env).database_url == "postgresql://app:pw@127.0.0.1:5433/media"
+    assert (
+        ServiceSettings.from_env("backend", env).database_url
+        == "postgresql://app:pw@127.0.0.1:5433/media"
+    )
 
 
 def test_an_unreadable_secret_file_names_the_variable() -> None:
-    with pytest.raises(SettingsError, match="DATABASE_URL_FILE='/nonexistent/secret' cannot be read"):
-        ServiceSettings.from_env("backend", {"DATABASE_URL_FILE": "/nonexistent/secret"})
+    missing = {"DATABASE_URL_FILE": "/nonexistent/secret"}
+    with pytest.raises(SettingsError, match="DATABASE_URL_FILE='/nonexistent/secret' cannot"):
+        ServiceSettings.from_env("backend", missing)

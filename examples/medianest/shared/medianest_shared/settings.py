@@ -25,7 +25,10 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
 
 
 def _value_or_file(env: Mapping[str, str], name: str, default: str) -> str:
-    """``NAME_FILE`` (a mounted secret, as on Docker Swarm) wins over ``NAME``: the value never sits in the env."""
+    """``NAME_FILE`` (a mounted secret, as on Docker Swarm) wins over ``NAME``.
+
+    The value then never sits in the environment, where `docker inspect` would show it.
+    """
     path = env.get(f"{name}_FILE", "")
     if path:
         try:
@@ -64,7 +67,9 @@ class ServiceSettings:
             version=env.get("MEDIANEST_VERSION", "dev"),
             host=env.get("BIND_HOST", "127.0.0.1"),
             port=int(port_raw),
-            database_url=_value_or_file(env, "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/medianest"),
+            database_url=_value_or_file(
+                env, "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/medianest"
+            ),
             backend_url=env.get("BACKEND_URL", "http://127.0.0.1:8080"),
             error_rate=_float(env, "MEDIANEST_ERROR_RATE", 0.0, 0.0, 1.0),
             extra_latency_ms=_float(env, "MEDIANEST_EXTRA_LATENCY_MS", 0.0, 0.0, 60_000.0),
