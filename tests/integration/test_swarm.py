@@ -73,9 +73,11 @@ def services(settings: StackSettings, environment: str) -> list[Any]:
 def test_each_slot_is_a_service_with_replicas_on_both_nodes_and_the_database_url_as_a_secret(
     on_swarm: str, swarm: StackSettings
 ) -> None:
+    env_controller = controller(on_swarm, APP_CONFIG, docker_host())
+    slot = env_controller.stable_slot("backend")
     running = services(swarm, on_swarm)
-    assert sorted(s.name for s in running) == [f"mn-{on_swarm}-backend-a", f"mn-{on_swarm}-frontend-a"]
-    backend = next(s for s in running if s.name.endswith("backend-a"))
+    assert sorted(s.name for s in running) == [f"mn-{on_swarm}-backend-{slot}", f"mn-{on_swarm}-frontend-{slot}"]
+    backend = next(s for s in running if s.name.endswith(f"backend-{slot}"))
     spec = backend.attrs["Spec"]
     assert spec["Mode"]["Replicated"]["Replicas"] == 2
     assert spec["UpdateConfig"]["Order"] == "stop-first"
@@ -103,8 +105,7 @@ def test_each_slot_is_a_service_with_replicas_on_both_nodes_and_the_database_url
     for port in ports:
         assert httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200  # it reached its database
     # The replica reads the URL from the mounted file: its own role, on the environment's own database.
-    env_controller = controller(on_swarm, APP_CONFIG, docker_host())
-    expected = env_controller.app_database_url("a")
+    expected = env_controller.app_database_url(slot)
     task = tasks[0]
     engine = node_client(swarm, "manager" if task["NodeID"] == node_id(swarm, "manager") else "worker")
     inside = engine.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
@@ -117,7 +118,7 @@ def test_each_slot_is_a_service_with_replicas_on_both_nodes_and_the_database_url
     )
     assert code == 0
     assert output.decode().strip() == hashlib.sha256(expected.encode()).hexdigest()
-    assert "_app_a" in expected
+    assert f"_app_{slot}" in expected
     assert f"/medianest_{on_swarm.replace('-', '_')}" in expected
 
 
@@ -133,7 +134,8 @@ def test_canary_then_blue_green_on_the_swarm_under_load(on_swarm: str, releases:
     assert seen.failed == 0, seen.by_version()
     assert answered.failed == 0, answered.by_version()
     assert httpx.get(f"{router(on_swarm)}/version").json()["version"] == "1.0.0"
-    assert {s.name[-1] for s in services(StackSettings(), on_swarm)} == {"a"}  # back in slot a, slot b removed
+    stable = controller(on_swarm, APP_CONFIG, docker_host()).stable_slot("backend")
+    assert {s.name[-1] for s in services(StackSettings(), on_swarm)} == {stable}  # the previous slot was removed
 
 
 def when_the_canary_has_traffic(environment: str, fault: Callable[[], None]) -> Callable[[], None]:
