@@ -28,6 +28,7 @@ MANAGER_WAIT_SECONDS = 90.0
 # How long removed services' containers may take to stop (their ports must be free for the next slot).
 REMOVAL_WAIT_SECONDS = 60.0
 SECRET_PREFIX = "mn-secret-"
+TASKS_WAIT_SECONDS = 30.0
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
@@ -212,7 +213,22 @@ class SwarmRuntime:
         rollback = types.RollbackConfig(parallelism=1, order="stop-first", monitor=10**10)
         self._remove_services([s for s in self._services(first.environment) if s.name == name])
         service = self._create_service(name, labels, template, len(specs), update, rollback)
-        return [str(service)]
+        self._wait_for_tasks(service, len(specs))
+        return [f"{name}{spec.replica}" for spec in specs]
+
+    def _wait_for_tasks(self, service_id: str, replicas: int) -> None:
+        """The orchestrator makes a new service's tasks a moment after `create`: wait until every slot has one,
+        so that `list` (the scrape targets, reconcile) sees the replicas as soon as this returns."""
+        deadline = time.monotonic() + TASKS_WAIT_SECONDS
+        service = self.client.services.get(service_id)
+        while time.monotonic() < deadline:
+            if len(self._current_tasks(service)) >= replicas:
+                return
+            time.sleep(0.2)
+        raise StackError(
+            f"Swarm service {service.name} has no task for each of its {replicas} replicas after "
+            f"{TASKS_WAIT_SECONDS:.0f}s"
+        )
 
     def _create_service(
         self, name: str, labels: dict[str, str], template: Any, replicas: int, update: Any, rollback: Any
