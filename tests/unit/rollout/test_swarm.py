@@ -31,7 +31,7 @@ def test_ports_from_the_old_layout_cannot_be_made_by_a_template() -> None:
 
 
 def test_replicas_must_be_the_first_n() -> None:
-    with pytest.raises(StackError, match="replicas must be 0..1"):
+    with pytest.raises(StackError, match=r"replicas must be 0\.\.1"):
         port_prefix([spec(0, 18011), spec(2, 18013)])
 
 
