@@ -155,6 +155,65 @@ def validate_in_staging(
     Verification is not optional: nothing unsigned, and nothing the release policy
     refuses for staging, starts in staging either.
     """
+    try:
+        return _stage_three(
+            release_manifest,
+            staging_environment,
+            app_config,
+            performance_requests,
+            performance_rate,
+            contract_examples,
+            health_deadline_seconds,
+            registry_block,
+            docker_host_block,
+            history_block,
+            trusted_keys_block,
+            release_policy_block,
+        )
+    except Exception as stopped:
+        _record_stage_three_stop(release_manifest, staging_environment, history_block, stopped)
+        raise
+
+
+def _record_stage_three_stop(
+    release_manifest: ReleaseManifest | str, staging_environment: str, history_block: str | None, stopped: Exception
+) -> None:
+    """The history says why staging stopped a release (a `failed` event), beside the failed run's own state.
+
+    Recording must never hide the reason itself: a history that cannot be written is logged, not raised.
+    """
+    reason = f"stage 3 stopped the release: {type(stopped).__name__}: {stopped}"
+    try:
+        manifest = resolve_release(release_manifest)
+        history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
+        run = get_run_context().flow_run  # type: ignore[union-attr]
+        record_release_event(
+            history,
+            staging_environment,
+            manifest.model_dump(mode="json", by_alias=True),
+            ReleaseEventKind.FAILED,
+            None,
+            reason[:4000],
+            str(run.id) if run else None,
+        )
+    except Exception:  # noqa: BLE001 - the stop's own reason is what the run must raise
+        get_run_logger().exception("could not record in the release history why stage 3 stopped the release")
+
+
+def _stage_three(
+    release_manifest: ReleaseManifest | str,
+    staging_environment: str,
+    app_config: str | None,
+    performance_requests: int,
+    performance_rate: float,
+    contract_examples: int,
+    health_deadline_seconds: float,
+    registry_block: str | None,
+    docker_host_block: str | None,
+    history_block: str | None,
+    trusted_keys_block: str | None,
+    release_policy_block: str | None,
+) -> dict[str, Any]:
     settings = StackSettings()
     manifest = resolve_release(release_manifest)
     app_config = release_app_config(manifest, app_config, str(settings.sources_dir))
