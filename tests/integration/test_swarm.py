@@ -53,9 +53,10 @@ def node_id(settings: StackSettings, node: str) -> str:
     return str(node_client(settings, node).info()["Swarm"]["NodeID"])
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def on_swarm(swarm: StackSettings, releases: dict[str, Path]) -> Iterator[str]:
-    """A preview environment on the Swarm, running release 1.0.0; torn down (services, secrets) afterwards."""
+    """One preview environment on the Swarm for the module, first on release 1.0.0 (each test ships the other
+    release over the current one); torn down (services, secrets) at the end."""
     name = f"preview-sw{uuid.uuid4().hex[:6]}"
     EnvironmentTarget(runtime="swarm").save(name)
     try:
@@ -64,6 +65,23 @@ def on_swarm(swarm: StackSettings, releases: dict[str, Path]) -> Iterator[str]:
     finally:
         LocalSwarm(swarm).start()  # a test that took a node down brings it back first
         tear_down(name)
+
+
+@pytest.fixture(autouse=True)
+def both_nodes_up(swarm: StackSettings) -> Iterator[None]:
+    """A test that took a node down (or drained it) leaves both nodes ready and active for the next one."""
+    yield
+    LocalSwarm(swarm).start()
+
+
+def serving(environment: str) -> str:
+    return str(httpx.get(f"{router(environment)}/version").json()["version"])
+
+
+def other_release(environment: str, releases: dict[str, Path]) -> tuple[str, Path]:
+    """The release the environment does not serve now: each test ships a real change."""
+    version = "1.1.0" if serving(environment) == "1.0.0" else "1.0.0"
+    return version, releases[version]
 
 
 def services(settings: StackSettings, environment: str) -> list[Any]:
@@ -123,18 +141,18 @@ def test_each_slot_is_a_service_with_replicas_on_both_nodes_and_the_database_url
     assert f"/medianest_{on_swarm.replace('-', '_')}" in expected
 
 
-def test_canary_then_blue_green_on_the_swarm_under_load(on_swarm: str, releases: dict[str, Path]) -> None:
+def test_a_blue_green_switch_on_the_swarm_drops_nothing_under_load(on_swarm: str, releases: dict[str, Path]) -> None:
+    version, manifest = other_release(on_swarm, releases)
     backend, frontend = loads(on_swarm, seconds=240)
     try:
-        canary = run_deliver(releases["1.1.0"], on_swarm, canary_steps=[10, 50, 100])
-        blue_green = run_deliver(releases["1.0.0"], on_swarm, strategy="blue-green")
+        summary = run_deliver(manifest, on_swarm, strategy="blue-green")
     finally:
         seen: LoadReport = backend.stop()
         answered = frontend.stop()
-    assert (canary["outcome"], blue_green["outcome"]) == ("promoted", "promoted")
+    assert summary["outcome"] == "promoted"
     assert seen.failed == 0, seen.by_version()
     assert answered.failed == 0, answered.by_version()
-    assert httpx.get(f"{router(on_swarm)}/version").json()["version"] == "1.0.0"
+    assert serving(on_swarm) == version
     stable = controller(on_swarm, APP_CONFIG, docker_host()).stable_slot("backend")
     assert {s.name[-1] for s in services(StackSettings(), on_swarm)} == {stable}  # the previous slot was removed
 
@@ -172,26 +190,29 @@ def when_the_canary_has_traffic(environment: str, fault: Callable[[], None]) -> 
 
 def canary_through(
     environment: str, releases: dict[str, Path], fault: Callable[[], None]
-) -> tuple[dict[str, Any], LoadReport, LoadReport]:
+) -> tuple[dict[str, Any], str, LoadReport, LoadReport]:
+    """A canary of the other release under load, with ``fault`` as soon as the canary has traffic."""
+    previous = serving(environment)
+    version, manifest = other_release(environment, releases)
     backend, frontend = loads(environment, seconds=240)
     join = when_the_canary_has_traffic(environment, fault)
     try:
         try:
-            summary = run_deliver(releases["1.1.0"], environment, canary_steps=[10, 50, 100], thresholds=FAST)
+            summary = run_deliver(manifest, environment, canary_steps=[50, 100], thresholds=FAST)
         except RolloutFailedError as rolled_back:  # a judged end too: the judge saw the fault and went back
             summary = rolled_back.summary
         join()
     finally:
         seen, answered = backend.stop(), frontend.stop()
-    return summary, seen, answered
+    judged = version if summary["outcome"] == "promoted" else previous
+    return summary, judged, seen, answered
 
 
-def assert_judged_release_serves(environment: str, summary: dict[str, Any]) -> None:
+def assert_judged_release_serves(environment: str, summary: dict[str, Any], judged: str) -> None:
     """Whatever the verdict, the environment ends on a judged release at 100%, on replicas that answer."""
-    judged = "1.1.0" if summary["outcome"] == "promoted" else "1.0.0"
     assert summary["outcome"] in ("promoted", "rolled-back"), summary
     for _ in range(20):
-        assert httpx.get(f"{router(environment)}/version").json()["version"] == judged
+        assert serving(environment) == judged
     env = controller(environment, APP_CONFIG, docker_host())
     state = env.state().backends["backend"]
     assert not state.verdict_pending
@@ -210,11 +231,11 @@ def test_a_worker_drained_mid_canary_moves_its_replicas_and_the_rollout_still_en
         worker.update(spec)
 
     try:
-        summary, seen, answered = canary_through(on_swarm, releases, drain)
+        summary, judged, seen, answered = canary_through(on_swarm, releases, drain)
     finally:
         worker.reload()
         worker.update({**worker.attrs["Spec"], "Availability": "active"})
-    assert_judged_release_serves(on_swarm, summary)
+    assert_judged_release_serves(on_swarm, summary, judged)
     on_worker = [
         t
         for s in services(swarm, on_swarm)
@@ -242,8 +263,8 @@ def kill_node(settings: StackSettings, node: str) -> None:
 def test_a_worker_killed_mid_canary_is_rescheduled_and_the_rollout_ends_judged(
     on_swarm: str, swarm: StackSettings, releases: dict[str, Path]
 ) -> None:
-    summary, seen, answered = canary_through(on_swarm, releases, lambda: kill_node(swarm, "worker"))
-    assert_judged_release_serves(on_swarm, summary)
+    summary, judged, seen, answered = canary_through(on_swarm, releases, lambda: kill_node(swarm, "worker"))
+    assert_judged_release_serves(on_swarm, summary, judged)
     # The Swarm rescheduled the stable slot's replicas on the manager: both answer.
     env = controller(on_swarm, APP_CONFIG, docker_host())
     state = env.state().backends["backend"]
@@ -268,7 +289,7 @@ def test_the_manager_restarted_mid_canary_is_waited_for_and_no_traffic_is_strand
         time.sleep(3)  # a step's traffic change or removal meets a manager that refuses connections
         engine.start()
 
-    summary, seen, answered = canary_through(on_swarm, releases, restart_manager)
-    assert_judged_release_serves(on_swarm, summary)
+    summary, judged, seen, answered = canary_through(on_swarm, releases, restart_manager)
+    assert_judged_release_serves(on_swarm, summary, judged)
     assert seen.failed <= seen.total * 0.01, seen.by_version()
     assert answered.failed <= answered.total * 0.01, answered.by_version()
