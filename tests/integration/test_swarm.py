@@ -19,9 +19,12 @@ from typing import Any
 
 import docker
 import httpx
+import psycopg
 import pytest
+from pydantic import SecretStr
 
 from blocks.runtime import EnvironmentTarget
+from medianest_delivery.appconfig import DEFAULT_DATABASE_SERVER
 from medianest_delivery.errors import RolloutFailedError
 from medianest_delivery.localstack.swarm import LocalSwarm, SwarmNodeEngine
 from medianest_delivery.rollout.loadgen import LoadReport
@@ -35,13 +38,14 @@ from tests.integration.test_deliver import FAST, docker_host, loads, router, run
 
 pytestmark = pytest.mark.integration
 APP_CONFIG = str(SAMPLE_APP / "delivery.yaml")
+SECOND_CLUSTER = "postgresql://postgres@127.0.0.1:5433"
 
 
 @pytest.fixture(scope="module")
 def swarm(local_stack: StackSettings) -> StackSettings:
     from medianest_delivery.localstack.stack import stack_up
 
-    stack_up(local_stack, {"prometheus", "swarm"})
+    stack_up(local_stack, {"prometheus", "swarm", "archived-postgres"})
     return local_stack
 
 
@@ -58,7 +62,8 @@ def on_swarm(swarm: StackSettings, releases: dict[str, Path]) -> Iterator[str]:
     """One preview environment on the Swarm for the module, first on release 1.0.0 (each test ships the other
     release over the current one); torn down (services, secrets) at the end."""
     name = f"preview-sw{uuid.uuid4().hex[:6]}"
-    EnvironmentTarget(runtime="swarm").save(name)
+    # Its database on the second local cluster, not the system one every other test environment uses.
+    EnvironmentTarget(runtime="swarm", database_server=SecretStr(SECOND_CLUSTER)).save(name)
     try:
         run_deliver(releases["1.0.0"], name)
         yield name
@@ -68,10 +73,47 @@ def on_swarm(swarm: StackSettings, releases: dict[str, Path]) -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
-def both_nodes_up(swarm: StackSettings) -> Iterator[None]:
-    """A test that took a node down (or drained it) leaves both nodes ready and active for the next one."""
+def both_nodes_up(swarm: StackSettings, on_swarm: str) -> Iterator[None]:
+    """A test that took a node down (or drained it) leaves both nodes ready and active for the next one, with
+    the environment's replicas spread over both again, as an operator would after a node came back: the Swarm
+    never moves running tasks back by itself, and a later fault would otherwise hit every replica at once."""
     yield
     LocalSwarm(swarm).start()
+    spread_over_both_nodes(swarm, on_swarm)
+
+
+def spread_over_both_nodes(settings: StackSettings, environment: str) -> None:
+    lopsided = []
+    for service in services(settings, environment):
+        running = [t for t in service.tasks() if t["DesiredState"] == "running"]
+        if len(running) > 1 and len({t["NodeID"] for t in running}) < 2:
+            service.force_update()  # `docker service update --force`: the tasks are placed afresh, one at a time
+            lopsided.append(service.name)
+    deadline = time.monotonic() + 120
+    while lopsided and time.monotonic() < deadline:
+        time.sleep(1)
+        placed = {
+            s.name: [t for t in s.tasks() if t["DesiredState"] == "running"]
+            for s in services(settings, environment)
+            if s.name in lopsided
+        }
+        if all(
+            len({t["NodeID"] for t in tasks}) == 2 and all(t["Status"]["State"] == "running" for t in tasks)
+            for tasks in placed.values()
+        ):
+            break
+    else:
+        if lopsided:
+            pytest.fail(f"{lopsided} did not spread over both nodes again")
+    env = controller(environment, APP_CONFIG, docker_host())
+    for component in ("backend", "frontend"):
+        stable = env.stable_slot(component)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            live = env.router.server_states(component)
+            if [live[f"{stable}{i}"] for i in range(2)] == ["UP", "UP"]:
+                break
+            time.sleep(1)
 
 
 def serving(environment: str) -> str:
@@ -138,7 +180,26 @@ def test_each_slot_is_a_service_with_replicas_on_both_nodes_and_the_database_url
     assert code == 0
     assert output.decode().strip() == hashlib.sha256(expected.encode()).hexdigest()
     assert f"_app_{slot}" in expected
+    assert "@127.0.0.1:5433/" in expected
     assert f"/medianest_{on_swarm.replace('-', '_')}" in expected
+
+
+def databases(server: str) -> set[str]:
+    with psycopg.connect(f"{server}/postgres") as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+def test_the_environments_database_lives_on_its_targets_cluster_only(on_swarm: str) -> None:
+    """The block put this environment's database on the second cluster; the system one never got it."""
+    database = f"medianest_{on_swarm.replace('-', '_')}"
+    assert database in databases(SECOND_CLUSTER)
+    assert database not in databases(DEFAULT_DATABASE_SERVER)
+    # A write through the environment's router lands in that cluster.
+    created = httpx.post(f"{router(on_swarm)}/api/media", json={"title": "on 5433", "kind": "movie"})
+    assert created.status_code == 201, created.text
+    with psycopg.connect(f"{SECOND_CLUSTER}/{database}") as conn:
+        titles = [row[0] for row in conn.execute("SELECT title FROM media").fetchall()]
+    assert "on 5433" in titles
 
 
 def test_a_blue_green_switch_on_the_swarm_drops_nothing_under_load(on_swarm: str, releases: dict[str, Path]) -> None:
