@@ -159,5 +159,28 @@ def demo_command(
     console.print(f"The stack keeps running: Prefect UI at http://127.0.0.1:{settings.prefect_port}")
 
 
+@app.command("worker")
+def worker_command(
+    pool: Annotated[str, typer.Option(help="The process work pool to poll.")] = "medianest-process",
+    name: Annotated[str | None, typer.Option(help="The worker's name (default: Prefect's).")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many flow runs at once.")] = None,
+) -> None:
+    """`prefect worker start --type process`, polling every second, whose flow runs start warm.
+
+    One spare interpreter waits with Prefect and the flows already imported; the deployments' command
+    (`medianest-flow-run`, set in prefect.yaml) hands each run to it. The shell's Prefect settings apply.
+    """
+    import tempfile
+
+    from medianest_delivery.console.warm_start import run_worker
+
+    socket_dir = Path(tempfile.mkdtemp(prefix="medianest-worker-"))  # 0700: the runs' environments pass here
+    try:
+        raise typer.Exit(run_worker(pool, name, limit, socket_dir / "warm.sock"))
+    finally:
+        (socket_dir / "warm.sock").unlink(missing_ok=True)
+        socket_dir.rmdir()
+
+
 if __name__ == "__main__":
     app()

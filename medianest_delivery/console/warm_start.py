@@ -1,0 +1,304 @@
+"""A process worker whose flow runs start warm: `medianest-delivery worker`.
+
+`prefect worker start` starts each flow run as ``python -m prefect.engine``: a
+new interpreter that imports Prefect and the flows (about 3 s on this machine)
+after a poll that may wait 10 s. This worker polls every second and keeps one
+*spare* interpreter ready, Prefect and every flow module already imported,
+waiting on a unix socket. Each flow run's command is the launcher
+(`medianest-flow-run`): it hands its environment, working directory and
+standard streams to the spare, which then runs exactly what ``python -m
+prefect.engine`` runs (the same module, as ``__main__``), while the launcher
+relays signals (cancellation) and exits with the run's status. A new spare
+starts at once for the next run.
+
+Nothing is forked: a spare is a fresh process, so no lock or thread of a parent
+is inherited (Prefect's engine is not fork-safe, PrefectHQ/prefect#16802). The
+launcher falls back to ``python -m prefect.engine`` whenever the warm path
+cannot serve the run as the cold one would: no spare answers, the spare's code
+is older than the files on disk, or its Prefect settings differ from the run's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import runpy
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from medianest_delivery.settings import PROJECT_ROOT
+
+SOCKET_ENV = "MEDIANEST_WARM_START_SOCKET"
+# How long the launcher waits for a spare to take its run before starting the engine itself (a spare that is
+# still importing answers within a few seconds; one that never will must not hold a run up for long).
+HANDOFF_TIMEOUT_SECONDS = 15.0
+SOURCE_PACKAGES = ("flows", "tasks", "blocks", "medianest_delivery")
+PR_SET_PDEATHSIG = 1
+logger = logging.getLogger(__name__)
+
+
+def code_fingerprint(root: Path = PROJECT_ROOT) -> str:
+    """What the spare imported: every source file's path, size and modification time."""
+    digest = hashlib.sha256()
+    for package in SOURCE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            stat = path.stat()
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def api_target(settings: Any) -> tuple[str, str, str]:
+    """Where a Prefect client of these settings goes, and as whom (clients made at import keep these)."""
+    api = settings.api
+    secret = api.auth_string.get_secret_value() if api.auth_string else ""
+    key = api.key.get_secret_value() if api.key else ""
+    return (str(api.url or ""), secret, key)
+
+
+def refusal(spare_code: str, run_code: str, spare_api: tuple[str, str, str], run_api: tuple[str, str, str]) -> str:
+    """Why a spare cannot run this flow run as a cold start would ('' when it can)."""
+    if spare_code != run_code:
+        return "the source files changed since the spare imported them"
+    if spare_api[0] != run_api[0]:
+        return f"the run's Prefect API is {run_api[0]}, the spare's {spare_api[0]}"
+    if spare_api[1:] != run_api[1:]:
+        return "the run's Prefect API credentials differ from the spare's"
+    return ""
+
+
+def _send(conn: socket.socket, message: dict[str, Any]) -> None:
+    conn.sendall(json.dumps(message).encode() + b"\n")
+
+
+def _receive(reader: Any) -> dict[str, Any] | None:
+    line = reader.readline()
+    return json.loads(line) if line else None
+
+
+# -- the spare ------------------------------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    """An idle spare goes when the worker goes (a spare running a flow run lives on, as a cold run would)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _preload() -> None:
+    """Everything a flow run imports before its first task: Prefect's engine and every flow of ours."""
+    import importlib
+
+    import prefect.engine
+    import prefect.flow_engine
+    import prefect.task_engine  # noqa: F401
+
+    for path in sorted((PROJECT_ROOT / "flows").glob("*.py")):
+        if path.stem != "__init__":
+            importlib.import_module(f"flows.{path.stem}")
+
+
+def serve_one(listener_fd: int, taken_fd: int) -> int:
+    """The spare: import, take one run from the listener, tell the worker (so it starts the next spare), run it."""
+    _die_with_parent()
+    code = code_fingerprint()
+    _preload()
+    listener = socket.socket(fileno=listener_fd)
+    while True:
+        conn, _ = listener.accept()
+        try:
+            message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+            request = json.loads(message.decode())
+        except (OSError, ValueError):
+            conn.close()
+            continue  # a launcher that gave up before we answered: wait for the next one
+        break
+    listener.close()
+    os.write(taken_fd, b"t")
+    os.close(taken_fd)
+    from prefect.context import SettingsContext, get_settings_context
+    from prefect.settings import Settings
+
+    current = get_settings_context()
+    os.environ.clear()
+    os.environ.update(request["env"])
+    run_settings = Settings()  # the run's own settings, read from its environment as a cold engine would
+    reason = refusal(code, code_fingerprint(), api_target(current.settings), api_target(run_settings))
+    if reason:
+        with contextlib.suppress(OSError):
+            _send(conn, {"accepted": False, "reason": reason})
+        return 0
+    try:
+        _send(conn, {"accepted": True, "pid": os.getpid()})
+    except OSError:
+        return 0  # the launcher is gone; it started the engine itself
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, 0)
+    for target, fd in zip((0, 1, 2), fds, strict=True):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    with SettingsContext(profile=current.profile, settings=run_settings):
+        status = _run_engine(request["argv"])
+    with contextlib.suppress(OSError):
+        _send(conn, {"exit": status})
+    return status
+
+
+def _run_engine(argv: list[str]) -> int:
+    """Exactly ``python -m prefect.engine <argv>``, in this already warm interpreter."""
+    sys.argv = ["prefect.engine", *argv]
+    try:
+        runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+    except SystemExit as done:
+        code = done.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except BaseException:  # noqa: BLE001 - reported as a cold engine would, then its status
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return 0
+
+
+# -- the launcher (the flow run's command) --------------------------------------------------------------------
+def _cold_start(argv: list[str]) -> None:
+    os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *argv])  # noqa: S606 - an argument list
+
+
+def launch() -> None:
+    """`medianest-flow-run`: hand the run to a warm spare, or start the engine here if none can take it."""
+    argv = sys.argv[1:]
+    path = os.environ.get(SOCKET_ENV)
+    if not path:
+        _cold_start(argv)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(HANDOFF_TIMEOUT_SECONDS)
+    try:
+        conn.connect(path)  # type: ignore[arg-type]
+        request = {"env": dict(os.environ), "cwd": os.getcwd(), "argv": argv}
+        socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
+        reader = conn.makefile("rb")
+        answer = _receive(reader)
+    except OSError as exc:
+        print(f"warm start unavailable ({type(exc).__name__}); starting the engine", file=sys.stderr)
+        conn.close()
+        _cold_start(argv)
+        return
+    if not answer or not answer.get("accepted"):
+        reason = answer.get("reason") if answer else "no answer"
+        print(f"warm start refused ({reason}); starting the engine", file=sys.stderr)
+        conn.close()
+        _cold_start(argv)
+        return
+    conn.settimeout(None)
+    runner = int(answer["pid"])
+
+    def relay(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(runner, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, relay)
+    result = _receive(reader)
+    # The run's process ends after its last log lines and events are sent: wait for its end, as a parent would.
+    while _receive(reader) is not None:
+        pass
+    if result is None:
+        print("the warm flow run process ended without a status", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(int(result["exit"]))
+
+
+# -- the worker -----------------------------------------------------------------------------------------------
+class WarmStarter:
+    """Keeps one spare listening on ``path`` while the worker runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._stop = threading.Event()
+        self._spare: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)
+        self.listener.bind(str(self.path))
+        os.chmod(self.path, 0o600)  # the run's environment (credentials) goes through it
+        self.listener.listen(16)
+        threading.Thread(target=self._keep_a_spare, name="warm-starter", daemon=True).start()
+
+    def _keep_a_spare(self) -> None:
+        while not self._stop.is_set():
+            taken_r, taken_w = os.pipe()
+            spare = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "medianest_delivery.console.warm_start",
+                    str(self.listener.fileno()),
+                    str(taken_w),
+                ],
+                pass_fds=(self.listener.fileno(), taken_w),
+                stdin=subprocess.DEVNULL,
+                cwd=PROJECT_ROOT,
+            )
+            self._spare = spare
+            os.close(taken_w)
+            # Next spare when this one took a run, or died before (an import error: wait, then try again).
+            taken = os.read(taken_r, 1)
+            os.close(taken_r)
+            if not taken:
+                spare.wait()
+                logger.warning("warm-start spare exited with %s before taking a run", spare.returncode)
+                self._stop.wait(5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        spare = self._spare
+        if spare is not None and spare.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                spare.terminate()  # idle: it has taken no run (a spare running one is no longer ours to stop)
+        self.listener.close()
+        self.path.unlink(missing_ok=True)
+
+
+def run_worker(pool: str, name: str | None, limit: int | None, socket_path: Path) -> int:
+    """`prefect worker start` polling every second, with a warm starter: its exit status."""
+    env = {
+        **os.environ,
+        SOCKET_ENV: str(socket_path),
+        "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
+    }
+    os.environ.update(env)  # the spares get exactly what the worker's runs get
+    starter = WarmStarter(socket_path)
+    starter.start()
+    argv = [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool, "--type", "process"]
+    if name:
+        argv += ["--name", name]
+    if limit:
+        argv += ["--limit", str(limit)]
+    worker = subprocess.Popen(argv, env=env)
+
+    def forward(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            worker.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    try:
+        return worker.wait()
+    finally:
+        starter.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(serve_one(int(sys.argv[1]), int(sys.argv[2])))
