@@ -256,7 +256,10 @@ class WarmStarter:
             # Next spare when this one took a run, or died before (an import error: wait, then try again).
             taken = os.read(taken_r, 1)
             os.close(taken_r)
-            if not taken:
+            if taken:
+                # It runs a flow run now, as our child: reap it when it ends (no zombie left behind).
+                threading.Thread(target=spare.wait, name=f"reap-{spare.pid}", daemon=True).start()
+            else:
                 spare.wait()
                 logger.warning("warm-start spare exited with %s before taking a run", spare.returncode)
                 self._stop.wait(5)

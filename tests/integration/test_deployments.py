@@ -74,11 +74,11 @@ def deployed(settings: StackSettings) -> dict[str, Any]:
 def worker(
     deployed: dict[str, Any], settings: StackSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """One process worker on the pool, as an operator would start it."""
+    """One process worker on the pool, as the README tells an operator to start it (warm starts)."""
     name = f"it-worker-{uuid.uuid4().hex[:6]}"
     log = (tmp_path_factory.mktemp("worker") / "worker.log").open("w")
     proc = subprocess.Popen(
-        [PREFECT, "worker", "start", "--pool", "medianest-process", "--name", name],
+        [str(Path(PREFECT).parent / "medianest-delivery"), "worker", "--pool", "medianest-process", "--name", name],
         cwd=REPO_ROOT,
         env=stack_env(settings),
         stdout=log,

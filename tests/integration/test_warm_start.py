@@ -144,3 +144,38 @@ def test_the_launcher_without_a_starter_runs_the_engine_itself(settings: StackSe
     )
     assert done.returncode == 1
     assert "Invalid flow run id" in done.stdout + done.stderr
+
+
+def test_cancelling_a_warm_run_stops_its_process(
+    deployment: tuple[str, str, dict[str, str]], worker: Path, settings: StackSettings
+) -> None:
+    from prefect.states import Cancelling
+
+    _, name, env = deployment
+    done = subprocess.run(
+        [str(BIN / "prefect"), "deployment", "run", name, "--param", "sleep_seconds=120"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    run_id = done.stdout.split("UUID: ", 1)[1].split()[0]
+    _, printed = flow_run_process(settings, run_id)
+    assert "medianest_delivery.console.warm_start" in printed, printed
+    pid = int(printed.split()[3].rstrip(":"))
+    with stack_prefect_client(settings) as client:
+        client.set_flow_run_state(uuid.UUID(run_id), Cancelling(), force=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(uuid.UUID(run_id)).state
+            if state is not None and state.is_final():
+                break
+            time.sleep(1)
+    assert state is not None
+    assert state.is_cancelled(), state
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not Path(f"/proc/{pid}").exists(), f"the cancelled run's process {pid} still runs"
