@@ -28,6 +28,7 @@ from blocks.policy import release_policy_for
 from blocks.registry import OciRegistry
 from blocks.signing import SigningKey
 from medianest_delivery.appconfig import DEFAULT_APP_CONFIG, AppConfig, load_app_config
+from medianest_delivery.errors import ConfigError
 from medianest_delivery.release.manifest import (
     ReleaseImage,
     ReleaseManifest,
@@ -42,7 +43,13 @@ from medianest_delivery.renderers import release_waivers_markdown
 from medianest_delivery.settings import StackSettings
 from tasks.build import build_image, image_reference, inspect_base_image, oci_labels, push_image
 from tasks.quality import gate_coverage, run_quality_command
-from tasks.release import collect_stage_timings, fetch_source, publish_release_manifest, resolve_source
+from tasks.release import (
+    collect_stage_timings,
+    confirm_ref,
+    fetch_source,
+    publish_release_manifest,
+    resolve_source,
+)
 from tasks.sbom import file_digests, generate_sbom
 from tasks.scan import (
     gate_security,
@@ -112,6 +119,7 @@ def build_and_publish(
     releases_dir: str | None = None,
     enforce_gates: bool = True,
     release_policy_block: str | None = None,
+    triggered_by_ref: str | None = None,
 ) -> ReleaseManifest:
     """Quality gate, security scans, concurrent builds, push by digest, SBOMs, signing, verification.
 
@@ -126,6 +134,9 @@ def build_and_publish(
     ``app_config`` is then the path of delivery.yaml inside the repository
     (default ``delivery.yaml``). ``version`` defaults to the app config's, and
     ``version_suffix`` is appended (feature-ci: the branch).
+    ``triggered_by_ref`` is the branch or tag CI ran on (``github.ref``) when
+    ``git_ref`` is its commit: once the commit is proven to be on it, the release
+    records that ref instead of the SHA (so ``allowed_refs`` policies hold).
     Without ``repository``, ``app_config`` is a file on the
     worker (default: the sample app) and ``git_ref`` must be what is checked
     out there.
@@ -135,6 +146,8 @@ def build_and_publish(
     logger = get_run_logger()
     settings = StackSettings()
     checkout, in_repository = None, None
+    if triggered_by_ref is not None and repository is None:
+        raise ConfigError("triggered_by_ref names the branch of a commit fetched from a repository: pass repository")
     if repository is not None:
         in_repository = config_path_in_repository(app_config)
         checkout = fetch_source(repository, git_ref, str(settings.sources_dir))
@@ -153,6 +166,8 @@ def build_and_publish(
     # A fetched commit is checked out detached in its own worktree: the checkout names the ref, not git.
     source = resolve_source(str(config.root), None if checkout else git_ref)
     built_ref = checkout.full_ref if checkout else source.built_ref
+    if checkout is not None and repository is not None and triggered_by_ref is not None:
+        built_ref = confirm_ref(repository, checkout.sha, triggered_by_ref, str(settings.sources_dir))
     sha_tag = require_tag(
         source.git_sha if not source.dirty else f"{source.git_sha[:12]}-dirty-{source.tree_digest[7:19]}"
     )

@@ -306,11 +306,13 @@ def deliver(
     release_policy_block: str | None = None,
     supersede: bool = False,
     environment_lock_timeout_seconds: float = 1800.0,
+    triggered_by_ref: str | None = None,
 ) -> dict[str, Any]:
     """Carry a signed release through staging, an approval and a progressive production rollout.
 
     Without a manifest, ``git_ref`` (and ``repository``, a git URL: CI passes the
-    commit it was triggered by) is built first by `build-and-publish`. A release
+    commit it was triggered by, and ``triggered_by_ref`` the branch it ran on)
+    is built first by `build-and-publish`. A release
     built from a repository is deployed with its own commit's delivery.yaml
     unless ``app_config`` names one.
 
@@ -331,6 +333,7 @@ def deliver(
             registry_block=registry_block,
             docker_host_block=docker_host_block,
             release_policy_block=release_policy_block,
+            triggered_by_ref=triggered_by_ref,
         )
     manifest = resolve_release(release_manifest)
     # With a repository, app_config was the path inside it: the built commit's own file is the one to read.

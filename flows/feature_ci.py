@@ -50,6 +50,8 @@ def feature_ci(
         app_config=app_config,
         git_ref=git_ref or branch,
         repository=repository,
+        # CI hands the head commit's SHA: the release records the branch it is on (proven), not the bare SHA.
+        triggered_by_ref=f"refs/heads/{branch}" if repository and git_ref else None,
         version_suffix="-" + environment.removeprefix("preview-"),
         registry_block=registry_block,
         signing_key_block=signing_key_block,

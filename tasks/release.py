@@ -62,6 +62,12 @@ def fetch_source(repository: str, ref: str | None, sources_dir: str) -> Checkout
     return checkout
 
 
+@task(name="confirm-ref", task_run_name="source: {ref} contains {sha:.12}")
+def confirm_ref(repository: str, sha: str, ref: str, sources_dir: str) -> str:
+    """The full name of the branch or tag CI ran on, once the built commit is proven to be on it."""
+    return SourceWorkspace(Path(sources_dir)).ref_containing(repository, sha, ref)
+
+
 def release_app_config(manifest: ReleaseManifest, app_config: str | None, sources_dir: str) -> str:
     """The app config a deploy of ``manifest`` reads: the one given, else the one of the commit it was built from.
 

@@ -194,6 +194,26 @@ class SourceWorkspace:
             + (f" (branches: {', '.join(branches)})" if branches else " (it has no branch)")
         )
 
+    def ref_containing(self, repository: str, sha: str, ref: str) -> str:
+        """``ref``'s full name, once ``sha`` is proven to be on it (its head, or an ancestor of its head).
+
+        CI builds the commit it was triggered by (a SHA) and names the branch or tag beside it: the release
+        records that ref, so a policy's ``allowed_refs`` can hold for CI builds, and never one the commit is
+        not on. The mirror must have been fetched (a checkout of ``sha`` did that).
+        """
+        mirror = self.mirror_path(repository)
+        head, full_ref = self.resolve(repository, ref)
+        if not full_ref.startswith("refs/"):
+            raise ConfigError(f"{ref!r} is a commit, not a branch or tag of {repository}")
+        on_it = run_command(
+            self._git_argv(f"--git-dir={mirror}", "merge-base", "--is-ancestor", sha, head),
+            check=False,
+            env=_git_env(),
+        )
+        if on_it.returncode != 0:
+            raise ConfigError(f"commit {sha[:12]} is not on {full_ref} of {repository} (its head is {head[:12]})")
+        return full_ref
+
     def _commit(self, mirror: Path, name: str) -> str | None:
         out = self._git(
             mirror, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}", check=False

@@ -198,8 +198,15 @@ def test_the_deployments_ci_calls_build_the_commit_they_are_handed_on_a_worker(
             return client.read_flow_run(match.group(1))
 
     commit = {"repository": repository, "git_ref": sha.stdout.strip()}
-    built = run("build-and-publish/main", commit)
+    built = run("build-and-publish/main", {**commit, "triggered_by_ref": f"refs/heads/{branch}"})
     assert built.state.is_completed()
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with api_client(settings) as client:
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[built.id])))
+    # The workflow's branch is recorded as the release's ref, once its commit was proven to be on it.
+    confirmed = [t for t in task_runs if t.name == f"source: refs/heads/{branch} contains {commit['git_ref'][:12]}"]
+    assert [t.state.is_completed() for t in confirmed if t.state] == [True], [t.name for t in task_runs]
     try:
         preview = run("feature-ci/pull-request", {"branch": branch, **commit})
         assert preview.state.is_completed()

@@ -182,3 +182,24 @@ def test_a_commit_already_mirrored_checks_out_with_the_origin_gone(tmp_path: Pat
     assert cache.checkout(str(bare), sha).sha == sha
     with pytest.raises(SourceFetchError):
         cache.checkout(str(bare), "main")  # a branch must be fetched: its head may have moved
+
+
+def test_ci_names_the_branch_beside_the_sha_and_it_is_recorded_only_when_the_commit_is_on_it(
+    tmp_path: Path, origin: tuple[Path, Path]
+) -> None:
+    """CI builds `github.sha` and names `github.ref`: the ref is recorded once the commit is proven to be on it."""
+    bare, work = origin
+    url = f"file://{bare}"
+    cache = SourceWorkspace(tmp_path / "cache")
+    head = cache.checkout(url, git(work, "rev-parse", "main"))
+    assert head.full_ref == head.sha  # asked by commit: the checkout alone knows no branch
+    assert cache.ref_containing(url, head.sha, "refs/heads/main") == "refs/heads/main"
+    older = git(work, "rev-parse", "main~1")  # main moved on since CI was triggered: still on main
+    assert cache.ref_containing(url, older, "main") == "refs/heads/main"
+    feature = git(work, "rev-parse", "feature")
+    with pytest.raises(ConfigError, match=f"commit {feature[:12]} is not on refs/heads/main of {url}"):
+        cache.ref_containing(url, feature, "refs/heads/main")
+    with pytest.raises(ConfigError, match="is a commit, not a branch or tag"):
+        cache.ref_containing(url, older, head.sha)
+    with pytest.raises(ConfigError, match="is not a branch, tag or commit"):
+        cache.ref_containing(url, older, "refs/heads/no-such-branch")
