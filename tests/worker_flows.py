@@ -1,13 +1,22 @@
-"""A flow the worker tests deploy by path: it says which process ran it."""
+"""Flows the worker tests deploy by path: which worker process ran a run, and which interpreter."""
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+
+
+@flow(name="record-worker")
+def record_worker(out_dir: str, hold_seconds: float = 2.0) -> int:
+    """Hold a worker slot for a while and write the worker's pid (this run's parent process)."""
+    time.sleep(hold_seconds)
+    (Path(out_dir) / f"{uuid.uuid4().hex}.pid").write_text(str(os.getppid()))
+    return os.getppid()
 
 
 @task(name="which-process", cache_policy=NO_CACHE)
