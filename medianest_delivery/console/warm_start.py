@@ -15,7 +15,8 @@ Nothing is forked: a spare is a fresh process, so no lock or thread of a parent
 is inherited (Prefect's engine is not fork-safe, PrefectHQ/prefect#16802). The
 launcher falls back to ``python -m prefect.engine`` whenever the warm path
 cannot serve the run as the cold one would: no spare answers, the spare's code
-is older than the files on disk, or its Prefect settings differ from the run's.
+is older than the files on disk, or the run's Prefect API or credentials differ
+from the spare's (every other setting is read from the run's own environment).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from medianest_delivery.settings import PROJECT_ROOT
 
@@ -105,24 +106,50 @@ def _preload() -> None:
             importlib.import_module(f"flows.{path.stem}")
 
 
+def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+    """The launcher's request: a length-prefixed JSON document with its stdin, stdout and stderr attached."""
+    fds: list[int] = []
+    try:
+        message, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+        if len(message) < 8 or len(fds) != 3:
+            raise ValueError("a request is a length, a document and three file descriptors")
+        size = int.from_bytes(message[:8], "big")
+        body = message[8:]
+        while len(body) < size:
+            chunk = conn.recv(size - len(body))
+            if not chunk:
+                raise ValueError("the launcher hung up mid-request")
+            body += chunk
+        return json.loads(body.decode()), fds
+    except (OSError, ValueError):
+        for fd in fds:
+            os.close(fd)
+        return None
+
+
 def serve_one(listener_fd: int, taken_fd: int) -> int:
-    """The spare: import, take one run from the listener, tell the worker (so it starts the next spare), run it."""
+    """The spare: import, take one run from the listener, tell the worker (so it starts the next spare), run it.
+
+    The handoff has two phases so that a run never starts twice: the spare says whether it can take the run,
+    and runs it only once the launcher answers "go" (a launcher that gave up, or was killed, never does, and
+    starts the engine itself or not at all).
+    """
     _die_with_parent()
     code = code_fingerprint()
     _preload()
     listener = socket.socket(fileno=listener_fd)
     while True:
         conn, _ = listener.accept()
-        try:
-            message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-            request = json.loads(message.decode())
-        except (OSError, ValueError):
+        conn.settimeout(HANDOFF_TIMEOUT_SECONDS)
+        received = _read_request(conn)
+        if received is None:
             conn.close()
             continue  # a launcher that gave up before we answered: wait for the next one
         break
     listener.close()
     os.write(taken_fd, b"t")
     os.close(taken_fd)
+    request, fds = received
     from prefect.context import SettingsContext, get_settings_context
     from prefect.settings import Settings
 
@@ -131,16 +158,20 @@ def serve_one(listener_fd: int, taken_fd: int) -> int:
     os.environ.update(request["env"])
     run_settings = Settings()  # the run's own settings, read from its environment as a cold engine would
     reason = refusal(code, code_fingerprint(), api_target(current.settings), api_target(run_settings))
-    if reason:
-        with contextlib.suppress(OSError):
-            _send(conn, {"accepted": False, "reason": reason})
-        return 0
+    reader = conn.makefile("rb")
     try:
-        _send(conn, {"accepted": True, "pid": os.getpid()})
-    except OSError:
-        return 0  # the launcher is gone; it started the engine itself
+        _send(conn, {"accepted": not reason, "reason": reason, "pid": os.getpid()})
+        go = None if reason else _receive(reader)
+    except (OSError, ValueError):
+        go = None
+    if not go or not go.get("go"):
+        for fd in fds:
+            os.close(fd)
+        return 0  # refused, or the launcher gave up: it runs (or ran) the engine itself
+    conn.settimeout(None)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, 0)
+    _end_with_the_launcher(reader)
     for target, fd in zip((0, 1, 2), fds, strict=True):
         os.dup2(fd, target)
         os.close(fd)
@@ -150,6 +181,19 @@ def serve_one(listener_fd: int, taken_fd: int) -> int:
     with contextlib.suppress(OSError):
         _send(conn, {"exit": status})
     return status
+
+
+def _end_with_the_launcher(reader: Any) -> None:
+    """A launcher killed outright (the worker's last resort) takes the run's processes with it, as a cold engine
+    process would go: the spare leads its own process group, so that is the run and every child it started."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while reader.readline():
+                pass
+        os.killpg(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
 
 
 def _run_engine(argv: list[str]) -> int:
@@ -170,7 +214,7 @@ def _run_engine(argv: list[str]) -> int:
 
 
 # -- the launcher (the flow run's command) --------------------------------------------------------------------
-def _cold_start(argv: list[str]) -> None:
+def _cold_start(argv: list[str]) -> NoReturn:
     os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *argv])  # noqa: S606 - an argument list
 
 
@@ -180,22 +224,25 @@ def launch() -> None:
     path = os.environ.get(SOCKET_ENV)
     if not path:
         _cold_start(argv)
+        return
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.settimeout(HANDOFF_TIMEOUT_SECONDS)
     try:
-        conn.connect(path)  # type: ignore[arg-type]
-        request = {"env": dict(os.environ), "cwd": os.getcwd(), "argv": argv}
-        socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
+        conn.connect(path)
+        body = json.dumps({"env": dict(os.environ), "cwd": os.getcwd(), "argv": argv}).encode()
+        socket.send_fds(conn, [len(body).to_bytes(8, "big") + body], [0, 1, 2])
         reader = conn.makefile("rb")
         answer = _receive(reader)
-    except OSError as exc:
+        if answer and answer.get("accepted"):
+            _send(conn, {"go": True})  # from here on the spare runs it: never start the engine here as well
+        else:
+            reason = answer.get("reason") if answer else "no answer"
+            print(f"warm start refused ({reason}); starting the engine", file=sys.stderr)
+            answer = None
+    except (OSError, ValueError) as exc:
         print(f"warm start unavailable ({type(exc).__name__}); starting the engine", file=sys.stderr)
-        conn.close()
-        _cold_start(argv)
-        return
-    if not answer or not answer.get("accepted"):
-        reason = answer.get("reason") if answer else "no answer"
-        print(f"warm start refused ({reason}); starting the engine", file=sys.stderr)
+        answer = None
+    if answer is None:
         conn.close()
         _cold_start(argv)
         return
@@ -203,8 +250,8 @@ def launch() -> None:
     runner = int(answer["pid"])
 
     def relay(signum: int, _frame: Any) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(runner, signum)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(runner, signum)  # the run and what it started, as Prefect signals a run's process group
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, relay)
@@ -250,6 +297,9 @@ class WarmStarter:
                 pass_fds=(self.listener.fileno(), taken_w),
                 stdin=subprocess.DEVNULL,
                 cwd=PROJECT_ROOT,
+                # Its own process group: a Ctrl-C on the worker does not reach runs, and a run's signals reach
+                # exactly the run (the launcher relays them to this group).
+                start_new_session=True,
             )
             self._spare = spare
             os.close(taken_w)
@@ -284,7 +334,9 @@ def run_worker(pool: str, name: str | None, limit: int | None, socket_path: Path
     os.environ.update(env)  # the spares get exactly what the worker's runs get
     starter = WarmStarter(socket_path)
     starter.start()
-    argv = [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool, "--type", "process"]
+    # Prefect's own CLI, in a process whose process worker defaults a run's command to the launcher: the pool and
+    # the deployments stay as they are, and a plain `prefect worker start` on them runs Prefect's default command.
+    argv = [sys.executable, "-m", "medianest_delivery.console.warm_start", "prefect-worker", "start", "--pool", pool]
     if name:
         argv += ["--name", name]
     if limit:
@@ -303,5 +355,39 @@ def run_worker(pool: str, name: str | None, limit: int | None, socket_path: Path
         starter.stop()
 
 
+def launcher_path() -> str:
+    return str(Path(sys.executable).parent / "medianest-flow-run")
+
+
+def default_command_is_the_launcher() -> None:
+    """Runs whose deployment or pool sets no command get the launcher instead of ``python -m prefect.engine``."""
+    from prefect.workers.process import ProcessJobConfiguration
+
+    prepare = ProcessJobConfiguration.prepare_for_flow_run
+
+    def prepare_with_launcher(self: Any, *args: Any, **kwargs: Any) -> None:
+        prepare(self, *args, **kwargs)
+        if not self._command_configured:
+            self.command = launcher_path()
+            self._command_configured = True
+
+    ProcessJobConfiguration.prepare_for_flow_run = prepare_with_launcher  # type: ignore[method-assign]
+
+
+def prefect_worker(argv: list[str]) -> int:
+    """`prefect worker <argv>` (Prefect's own CLI) with the launcher as the process worker's default command."""
+    default_command_is_the_launcher()
+    from prefect.cli import app
+
+    sys.argv = ["prefect", "worker", *argv, "--type", "process"]
+    try:
+        app()
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 0
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "prefect-worker":
+        sys.exit(prefect_worker(sys.argv[2:]))
     sys.exit(serve_one(int(sys.argv[1]), int(sys.argv[2])))
