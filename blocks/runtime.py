@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 
 from prefect.blocks.core import Block
 from prefect_docker import DockerHost
-from pydantic import Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from blocks.registry import OciRegistry
 from medianest_delivery.appconfig import DEFAULT_DATABASE_SERVER
 from medianest_delivery.dsn import redact_dsn
+from medianest_delivery.release.trust import is_loopback_host
 from medianest_delivery.rollout.runtime import DockerRuntime, Runtime
 from medianest_delivery.rollout.swarm import SwarmRuntime
 from medianest_delivery.settings import StackSettings
@@ -30,6 +31,8 @@ class EnvironmentTarget(Block):
     """One environment's runtime and database server (saved under the environment's name)."""
 
     _block_type_name = "MediaNest Environment Target"
+    # A refused value is never echoed in the error (a database URL carries its password).
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     runtime: Literal["docker", "swarm"] = Field(default="docker", description="docker: one engine; swarm: a Swarm")
     docker_host: str | None = Field(
@@ -68,6 +71,18 @@ class EnvironmentTarget(Block):
                 "only: each environment gets its own database on it"
             )
         return value
+
+    @model_validator(mode="after")
+    def _remote_engines_use_tls(self) -> EnvironmentTarget:
+        """Secrets (the database URL) and registry credentials go to the engine: never over plain TCP off loopback."""
+        for host in [self.docker_host or "", *self.node_docker_hosts]:
+            parts = urlsplit(host)
+            if parts.scheme in ("tcp", "http") and not is_loopback_host(parts.netloc) and not self.tls_ca_cert:
+                raise ValueError(
+                    f"{host} is a remote Docker API without TLS: set tls_ca_cert (and the client certificate), "
+                    "as Docker's --tlsverify does"
+                )
+        return self
 
     def tls(self) -> Any:
         import docker.tls

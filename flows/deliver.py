@@ -34,7 +34,7 @@ from flows.strategies import (
 )
 from medianest_delivery.appconfig import load_app_config
 from medianest_delivery.charts import canary_chart_markdown
-from medianest_delivery.errors import DeliveryError, RolloutFailedError
+from medianest_delivery.errors import DeliveryError, LockBusyError, RolloutFailedError
 from medianest_delivery.release.manifest import ReleaseManifest, resolve_release
 from medianest_delivery.release.policy import ReleasePolicy
 from medianest_delivery.release.refs import tag_from_version
@@ -170,6 +170,8 @@ def validate_in_staging(
             trusted_keys_block,
             release_policy_block,
         )
+    except LockBusyError:
+        raise  # another release holds staging: this one never ran there, nothing to record
     except Exception as stopped:
         _record_stage_three_stop(release_manifest, staging_environment, history_block, stopped)
         raise

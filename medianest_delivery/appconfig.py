@@ -106,6 +106,13 @@ class Component(_Strict):
             "client a canary_bucket cookie, so a browser stays on one version from canary step to step"
         ),
     )
+    secrets_as_files: bool = Field(
+        default=False,
+        description=(
+            "The app reads <KEY>_FILE: on Docker Swarm, variables holding {database_url} (with its password) "
+            "are Swarm secrets mounted at /run/secrets/<KEY>. Otherwise they are plain variables"
+        ),
+    )
 
     @field_validator("health", "ready", "metrics", "openapi")
     @classmethod

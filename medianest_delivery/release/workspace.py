@@ -201,10 +201,13 @@ class SourceWorkspace:
         records that ref, so a policy's ``allowed_refs`` can hold for CI builds, and never one the commit is
         not on. The mirror must have been fetched (a checkout of ``sha`` did that).
         """
-        mirror = self.mirror_path(repository)
+        mirror = self.fetch(repository)  # the branch as it is now, not as an earlier fetch left it
         head, full_ref = self.resolve(repository, ref)
         if not full_ref.startswith("refs/"):
             raise ConfigError(f"{ref!r} is a commit, not a branch or tag of {repository}")
+        if full_ref.startswith("refs/tags/") and head != sha:
+            # A tag names one commit: an ancestor of it is not that release.
+            raise ConfigError(f"commit {sha[:12]} is not {full_ref} of {repository} (the tag is {head[:12]})")
         on_it = run_command(
             self._git_argv(f"--git-dir={mirror}", "merge-base", "--is-ancestor", sha, head),
             check=False,

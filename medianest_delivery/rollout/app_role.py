@@ -82,14 +82,23 @@ def ensure_app_role(admin_dsn: str, slot: str, password: str) -> str:
 def app_database_url(admin_dsn: str, slot: str, password: str) -> str:
     """The URL a slot's replicas get: its app role and password, same server and database as ``admin_dsn``.
 
+    The server's connection options (``sslmode``, ``sslrootcert``, ...) are kept: a replica must reach the
+    database as securely as we do.
+
     >>> app_database_url("postgresql://postgres@127.0.0.1:5432/medianest_staging", "b", "p@ss word-0123456789")
     'postgresql://medianest_staging_app_b:p%40ss%20word-0123456789@127.0.0.1:5432/medianest_staging'
+    >>> app_database_url("postgresql://ops@db.example:5432/m_production?sslmode=verify-full", "a", "pw")
+    'postgresql://m_production_app_a:pw@db.example:5432/m_production?sslmode=verify-full'
     """
     info = psycopg.conninfo.conninfo_to_dict(admin_dsn)
-    host, port, database = info.get("host") or "127.0.0.1", info.get("port") or "5432", info["dbname"]
+    host, port, database = info.pop("host", None) or "127.0.0.1", info.pop("port", None) or "5432", info.pop("dbname")
+    for ours in ("user", "password", "passfile"):
+        info.pop(ours, None)
     role = app_role_name(admin_dsn, slot)
+    options = "&".join(f"{quote(str(k), safe='')}={quote(str(v), safe='')}" for k, v in sorted(info.items()))
     return (
         f"postgresql://{quote(role, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(str(database), safe='')}"
+        + (f"?{options}" if options else "")
     )
 
 

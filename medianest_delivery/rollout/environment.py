@@ -130,7 +130,12 @@ class EnvironmentController:
         self.runtime.remove(self.name, release.component, release.slot)
         ports = self.state().backends[release.component].slot_ports[release.slot]
         values = self.component_env(component, release.slot, extra_env)
-        secret_keys = {key for key, template in component.env.items() if "{database_url}" in template}
+        # Only an app that reads <KEY>_FILE gets its database URL as a secret file; any other would not start.
+        secret_keys = (
+            {key for key, template in component.env.items() if "{database_url}" in template}
+            if component.secrets_as_files
+            else set()
+        )
         specs = [
             ReplicaSpec(
                 environment=self.name,

@@ -40,6 +40,14 @@ def _manager_unavailable(exc: Exception) -> bool:
     import docker.errors
     import requests
 
+    permanent = (
+        requests.exceptions.SSLError,  # a wrong CA or certificate does not heal by waiting
+        docker.errors.TLSParameterError,
+        docker.errors.InvalidArgument,
+        docker.errors.APIError,  # answered: judged by its status below
+    )
+    if isinstance(exc, permanent) and not isinstance(exc, docker.errors.APIError):
+        return False
     if isinstance(exc, requests.exceptions.ConnectionError | docker.errors.DockerException) and not isinstance(
         exc, docker.errors.APIError
     ):

@@ -38,6 +38,20 @@ def test_a_bad_database_server_is_named_without_its_password(server: str, messag
     assert "hunter2" not in str(caught.value)
 
 
+def test_a_password_given_as_a_plain_string_is_not_echoed_by_a_refusal() -> None:
+    with pytest.raises(ValidationError, match="names a database") as caught:
+        EnvironmentTarget(database_server="postgresql://app:hunter2@127.0.0.1:5433/medianest")  # type: ignore[arg-type]
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_remote_docker_api_without_tls_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"tcp://swarm-manager\.example:2375 is a remote Docker API without TLS"):
+        EnvironmentTarget(runtime="swarm", docker_host="tcp://swarm-manager.example:2375")
+    with pytest.raises(ValidationError, match=r"node-1\.example:2375 is a remote Docker API without TLS"):
+        EnvironmentTarget(runtime="swarm", node_docker_hosts=["tcp://node-1.example:2375"])
+    assert EnvironmentTarget(docker_host="tcp://127.0.0.1:2375").docker_host == "tcp://127.0.0.1:2375"
+
+
 def test_each_environment_gets_its_database_on_its_server_with_options_kept() -> None:
     config = load_app_config(str(SAMPLE_APP / "delivery.yaml"))
     server = EnvironmentTarget(database_server=SecretStr("postgresql://ops@127.0.0.1:5433?sslmode=disable"))
@@ -67,11 +81,13 @@ def test_a_staging_still_running_on_the_engine_stays_there(
     assert "staging still runs on the Docker Engine" in caplog.text
 
 
-def test_a_saved_target_moves_an_environment(prefect_harness: None) -> None:
+def test_a_saved_target_moves_an_environment(prefect_harness: None, tmp_path: Path) -> None:
     name = f"preview-t{uuid.uuid4().hex[:6]}"
+    (tmp_path / "ca.pem").write_text("-----BEGIN PLACEHOLDER-----\n")
     EnvironmentTarget(
         runtime="swarm",
         docker_host="tcp://swarm-manager.example:2376",
+        tls_ca_cert=str(tmp_path / "ca.pem"),
         node_docker_hosts=["tcp://node-1.example:2376"],
         database_server=SecretStr("postgresql://ops@127.0.0.1:5433"),
     ).save(name)

@@ -199,6 +199,12 @@ def test_ci_names_the_branch_beside_the_sha_and_it_is_recorded_only_when_the_com
     feature = git(work, "rev-parse", "feature")
     with pytest.raises(ConfigError, match=f"commit {feature[:12]} is not on refs/heads/main of {url}"):
         cache.ref_containing(url, feature, "refs/heads/main")
+    tagged = git(work, "rev-parse", "v1^{commit}")
+    assert cache.ref_containing(url, tagged, "v1") == "refs/tags/v1"
+    git(work, "tag", "v2", "main")
+    git(work, "push", "-q", "origin", "v2")
+    with pytest.raises(ConfigError, match=f"commit {older[:12]} is not refs/tags/v2"):
+        cache.ref_containing(url, older, "v2")  # an ancestor of a tag is not that release
     with pytest.raises(ConfigError, match="is a commit, not a branch or tag"):
         cache.ref_containing(url, older, head.sha)
     with pytest.raises(ConfigError, match="is not a branch, tag or commit"):

@@ -53,6 +53,8 @@ def test_a_secret_is_named_by_a_digest_never_by_its_value() -> None:
         (docker.errors.APIError("503 Server Error", explanation="rpc error: The swarm does not have a leader"), True),
         (docker.errors.APIError("This node is not a swarm manager."), True),
         (docker.errors.APIError("invalid argument"), False),
+        (requests.exceptions.SSLError("certificate verify failed"), False),
+        (docker.errors.TLSParameterError("no client certificate"), False),
         (docker.errors.NotFound("no such service"), False),
         (ValueError("bug"), False),
     ],
