@@ -132,6 +132,8 @@ class SwarmRuntime:
         self.node_hosts = list(node_hosts or [])
         self.manager_wait_seconds = manager_wait_seconds
         self._client: Any = None
+        self._nodes: dict[str, Any] = {}
+        self._node_hosts_by_id: dict[str, str] = {}
 
     # -- connections -----------------------------------------------------------
     @property
@@ -154,18 +156,35 @@ class SwarmRuntime:
         self._client = None
 
     def _node_clients(self) -> dict[str, Any]:
-        """Node id -> a client of that node's engine, for the nodes that answer."""
+        """Node id -> a client of that node's engine, for the nodes that answer (kept for this runtime's life)."""
         import docker
 
         clients: dict[str, Any] = {}
+        for node_id, client in list(self._nodes.items()):
+            try:
+                client.ping()
+                clients[node_id] = client
+            except Exception:  # noqa: BLE001 - gone since: asked again below
+                client.close()
+                del self._nodes[node_id]
+        known = {self._node_hosts_by_id.get(node_id) for node_id in clients}
         for host in self.node_hosts:
+            if host in known:
+                continue
+            client = None
             try:
                 client = docker.DockerClient(base_url=host, timeout=5)
                 node_id = client.info()["Swarm"]["NodeID"]
-            except Exception:  # noqa: BLE001, S112 - a node that is down has no containers to reach
+            except Exception:  # noqa: BLE001 - a node that is down has no containers to reach
+                if client is not None:
+                    client.close()
                 continue
             if node_id:
                 clients[node_id] = client
+                self._nodes[node_id] = client
+                self._node_hosts_by_id[node_id] = host
+            else:
+                client.close()
         return clients
 
     # -- the Runtime interface -------------------------------------------------
