@@ -107,13 +107,11 @@ def first_task_latencies(label: str, worker_argv: list[str], prefect: str) -> tu
     pool = f"bench-{uuid.uuid4().hex[:6]}"
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-    launcher = str(Path(sys.executable).parent / "medianest-flow-run")
     deployment_id = first_task.from_source(
         source=str(ROOT), entrypoint="benchmarks/orchestration_flows.py:first_task"
     ).deploy(
         name=pool,
         work_pool_name=pool,
-        job_variables={"command": launcher},  # as prefect.yaml sets it; cold under the baseline worker
         build=False,
         push=False,
         print_next_steps=False,

@@ -33,7 +33,8 @@ def settings(local_stack: StackSettings) -> StackSettings:
 
 @pytest.fixture(scope="module")
 def deployment(settings: StackSettings) -> Iterator[tuple[str, str, dict[str, str]]]:
-    """A process pool of its own and the report-process flow deployed on it with the launcher as command."""
+    """A process pool of its own and the report-process flow deployed on it as prefect.yaml deploys: no command
+    (the warm worker makes the launcher the default)."""
     pool = f"it-warm-{uuid.uuid4().hex[:6]}"
     env = stack_prefect_env(settings)
     script = (
@@ -42,7 +43,7 @@ def deployment(settings: StackSettings) -> Iterator[tuple[str, str, dict[str, st
         "from prefect.client.schemas.actions import WorkPoolCreate\n"
         f"get_client(sync_client=True).create_work_pool(WorkPoolCreate(name={pool!r}, type='process'))\n"
         f"flow.from_source(source={str(REPO_ROOT)!r}, entrypoint='tests/worker_flows.py:report_process').deploy(\n"
-        f"    name={pool!r}, work_pool_name={pool!r}, job_variables={{'command': {LAUNCHER!r}}},\n"
+        f"    name={pool!r}, work_pool_name={pool!r},\n"
         "    build=False, push=False, print_next_steps=False)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
