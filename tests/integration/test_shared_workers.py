@@ -74,7 +74,11 @@ def test_two_workers_share_a_batch_of_runs(tmp_path: Path) -> None:
         for worker in workers:
             os.killpg(worker.pid, signal.SIGTERM)
         for worker in workers:
-            worker.wait(30)
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:  # a worker slow to stop on a loaded machine must not fail the test
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(10)
         with stack_prefect_client(settings) as client:
             client.delete_deployment(deployment_id)
             client.delete_work_pool(pool)

@@ -31,7 +31,7 @@ def test_haproxy_config_binds_loopback_and_routes_buckets_through_the_map() -> N
     assert "backend be_backend_a\n" in config
     assert "backend be_backend_b\n" in config
     assert "server a0 127.0.0.1:18011 check\n" in config
-    assert "server a2 127.0.0.1:18012 check disabled" in config
+    assert "server a2 127.0.0.1:18013 check disabled" in config
     assert "server b0 127.0.0.1:18021 check\n" in config
     assert "map_int(/run/maps/backend.map,a)" in config
     assert "Set-Cookie" not in config  # affinity "none": no cookie handed out
