@@ -9,8 +9,10 @@ any failure after production traffic moved: automatic rollback of every componen
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -135,6 +137,39 @@ def verify_release(
 STAGING_LOCK_TIMEOUT_SECONDS = 1800.0
 
 
+@contextlib.contextmanager
+def _stage_three_stops_recorded(
+    release_manifest: ReleaseManifest | str, staging_environment: str, history_block: str | None
+) -> Iterator[None]:
+    """The history says why staging stopped a release (a `failed` event), beside the failed run's own state.
+
+    Recording must never hide the reason itself: a history that cannot be written is logged, not raised.
+    A busy staging (another release holds it) never ran this one there: nothing to record.
+    """
+    try:
+        yield
+    except LockBusyError:
+        raise
+    except Exception as stopped:
+        reason = f"stage 3 stopped the release: {type(stopped).__name__}: {stopped}"
+        try:
+            manifest = resolve_release(release_manifest)
+            history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
+            run = get_run_context().flow_run  # type: ignore[union-attr]
+            record_release_event(
+                history,
+                staging_environment,
+                manifest.model_dump(mode="json", by_alias=True),
+                ReleaseEventKind.FAILED,
+                None,
+                reason[:4000],
+                str(run.id) if run else None,
+            )
+        except Exception:  # noqa: BLE001 - the stop's own reason is what the run must raise
+            get_run_logger().exception("could not record in the release history why stage 3 stopped the release")
+        raise
+
+
 @flow(name="validate-in-staging", log_prints=True)
 def validate_in_staging(
     release_manifest: ReleaseManifest | str,
@@ -155,128 +190,68 @@ def validate_in_staging(
     Verification is not optional: nothing unsigned, and nothing the release policy
     refuses for staging, starts in staging either.
     """
-    try:
-        return _stage_three(
-            release_manifest,
-            staging_environment,
-            app_config,
-            performance_requests,
-            performance_rate,
-            contract_examples,
-            health_deadline_seconds,
-            registry_block,
-            docker_host_block,
-            history_block,
-            trusted_keys_block,
-            release_policy_block,
-        )
-    except LockBusyError:
-        raise  # another release holds staging: this one never ran there, nothing to record
-    except Exception as stopped:
-        _record_stage_three_stop(release_manifest, staging_environment, history_block, stopped)
-        raise
-
-
-def _record_stage_three_stop(
-    release_manifest: ReleaseManifest | str, staging_environment: str, history_block: str | None, stopped: Exception
-) -> None:
-    """The history says why staging stopped a release (a `failed` event), beside the failed run's own state.
-
-    Recording must never hide the reason itself: a history that cannot be written is logged, not raised.
-    """
-    reason = f"stage 3 stopped the release: {type(stopped).__name__}: {stopped}"
-    try:
+    with _stage_three_stops_recorded(release_manifest, staging_environment, history_block):
+        settings = StackSettings()
         manifest = resolve_release(release_manifest)
+        app_config = release_app_config(manifest, app_config, str(settings.sources_dir))
+        config = load_app_config(app_config)
+        verify_release(
+            manifest,
+            registry_block,
+            trusted_keys_block,
+            release_policy_for(config, release_policy_block),
+            staging_environment,
+            docker_host_block,
+        )
+        docker_host = load_or_default(DockerHost, docker_host_block, DockerHost(base_url=settings.docker_host))
         history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
-        run = get_run_context().flow_run  # type: ignore[union-attr]
-        record_release_event(
-            history,
-            staging_environment,
-            manifest.model_dump(mode="json", by_alias=True),
-            ReleaseEventKind.FAILED,
-            None,
-            reason[:4000],
-            str(run.id) if run else None,
-        )
-    except Exception:  # noqa: BLE001 - the stop's own reason is what the run must raise
-        get_run_logger().exception("could not record in the release history why stage 3 stopped the release")
-
-
-def _stage_three(
-    release_manifest: ReleaseManifest | str,
-    staging_environment: str,
-    app_config: str | None,
-    performance_requests: int,
-    performance_rate: float,
-    contract_examples: int,
-    health_deadline_seconds: float,
-    registry_block: str | None,
-    docker_host_block: str | None,
-    history_block: str | None,
-    trusted_keys_block: str | None,
-    release_policy_block: str | None,
-) -> dict[str, Any]:
-    settings = StackSettings()
-    manifest = resolve_release(release_manifest)
-    app_config = release_app_config(manifest, app_config, str(settings.sources_dir))
-    config = load_app_config(app_config)
-    verify_release(
-        manifest,
-        registry_block,
-        trusted_keys_block,
-        release_policy_for(config, release_policy_block),
-        staging_environment,
-        docker_host_block,
-    )
-    docker_host = load_or_default(DockerHost, docker_host_block, DockerHost(base_url=settings.docker_host))
-    history = load_or_default(ReleaseHistoryDatabase, history_block, ReleaseHistoryDatabase())
-    order = release_order(config.components)
-    images = {image.component: image.reference for image in manifest.images}
-    # One rollout per environment, staging included: a concurrent run's reconcile would undo this one's slots.
-    with exclusive(
-        f"rollout-{staging_environment}",
-        timeout_seconds=STAGING_LOCK_TIMEOUT_SECONDS,
-        busy=f"{staging_environment} is busy: another release is being validated there; retry later",
-    ):
-        migrated = validate_migrations(app_config, staging_environment)
-        migrate_database(app_config, staging_environment)
-        reconcile_environment(staging_environment, app_config, docker_host)
-        staging = RolloutContext(
-            staging_environment,
-            app_config,
-            manifest.version,
-            2,
-            {},
-            CanaryThresholds(),
-            2.0,
-            health_deadline_seconds,
-            True,
-            docker_host,
-            MetricsProvider(url=settings.prometheus_url),
-            str(get_run_context().flow_run.id),  # type: ignore[union-attr]
-        )
-        for component in order:
-            if component.name in images:
-                deploy_directly(staging, component.name, images[component.name])
-        checks: dict[str, Any] = {"migrations_validated": migrated}
-        for component in order:
-            checks[f"smoke {component.name}"] = smoke_test(app_config, staging_environment, component.name)
-            checks[f"contract {component.name}"] = contract_test(
-                app_config, staging_environment, component.name, contract_examples
-            )
-        first = order[0]
-        if first.smoke:
-            checks["performance"] = performance_check(
-                app_config,
+        order = release_order(config.components)
+        images = {image.component: image.reference for image in manifest.images}
+        # One rollout per environment, staging included: a concurrent run's reconcile would undo this one's slots.
+        with exclusive(
+            f"rollout-{staging_environment}",
+            timeout_seconds=STAGING_LOCK_TIMEOUT_SECONDS,
+            busy=f"{staging_environment} is busy: another release is being validated there; retry later",
+        ):
+            migrated = validate_migrations(app_config, staging_environment)
+            migrate_database(app_config, staging_environment)
+            reconcile_environment(staging_environment, app_config, docker_host)
+            staging = RolloutContext(
                 staging_environment,
-                first.name,
+                app_config,
                 manifest.version,
-                next((p for p in first.smoke if p.startswith("/api")), first.smoke[-1]),
-                performance_requests,
-                performance_rate,
-                history,
+                2,
+                {},
+                CanaryThresholds(),
+                2.0,
+                health_deadline_seconds,
+                True,
+                docker_host,
+                MetricsProvider(url=settings.prometheus_url),
+                str(get_run_context().flow_run.id),  # type: ignore[union-attr]
             )
-    return checks
+            for component in order:
+                if component.name in images:
+                    deploy_directly(staging, component.name, images[component.name])
+            checks: dict[str, Any] = {"migrations_validated": migrated}
+            for component in order:
+                checks[f"smoke {component.name}"] = smoke_test(app_config, staging_environment, component.name)
+                checks[f"contract {component.name}"] = contract_test(
+                    app_config, staging_environment, component.name, contract_examples
+                )
+            first = order[0]
+            if first.smoke:
+                checks["performance"] = performance_check(
+                    app_config,
+                    staging_environment,
+                    first.name,
+                    manifest.version,
+                    next((p for p in first.smoke if p.startswith("/api")), first.smoke[-1]),
+                    performance_requests,
+                    performance_rate,
+                    history,
+                )
+        return checks
 
 
 @flow(name="deliver", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)

@@ -326,12 +326,9 @@ class WarmStarter:
 
 def run_worker(pool: str, name: str | None, limit: int | None, socket_path: Path) -> int:
     """`prefect worker start` polling every second, with a warm starter: its exit status."""
-    env = {
-        **os.environ,
-        SOCKET_ENV: str(socket_path),
-        "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
-    }
-    os.environ.update(env)  # the spares get exactly what the worker's runs get
+    # The spares and the worker's runs get exactly the same environment: this process's.
+    os.environ[SOCKET_ENV] = str(socket_path)
+    os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")
     starter = WarmStarter(socket_path)
     starter.start()
     # Prefect's own CLI, in a process whose process worker defaults a run's command to the launcher: the pool and
@@ -341,7 +338,7 @@ def run_worker(pool: str, name: str | None, limit: int | None, socket_path: Path
         argv += ["--name", name]
     if limit:
         argv += ["--limit", str(limit)]
-    worker = subprocess.Popen(argv, env=env)
+    worker = subprocess.Popen(argv)
 
     def forward(signum: int, _frame: Any) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -40,23 +40,12 @@ def _manager_unavailable(exc: Exception) -> bool:
     import docker.errors
     import requests
 
-    permanent = (
-        requests.exceptions.SSLError,  # a wrong CA or certificate does not heal by waiting
-        docker.errors.TLSParameterError,
-        docker.errors.InvalidArgument,
-        docker.errors.APIError,  # answered: judged by its status below
-    )
-    if isinstance(exc, permanent) and not isinstance(exc, docker.errors.APIError):
-        return False
-    if isinstance(exc, requests.exceptions.ConnectionError | docker.errors.DockerException) and not isinstance(
-        exc, docker.errors.APIError
-    ):
-        return True
-    if isinstance(exc, docker.errors.APIError):
-        status = exc.status_code or 0
+    if isinstance(exc, docker.errors.APIError):  # the manager answered: only "no leader yet" heals by waiting
         text = str(exc).lower()
-        return status in (502, 503) or "leader" in text or "not a swarm manager" in text
-    return False
+        return (exc.status_code or 0) in (502, 503) or "leader" in text or "not a swarm manager" in text
+    if isinstance(exc, requests.exceptions.SSLError | docker.errors.TLSParameterError | docker.errors.InvalidArgument):
+        return False  # a wrong CA, certificate or argument does not heal by waiting
+    return isinstance(exc, requests.exceptions.ConnectionError | docker.errors.DockerException)
 
 
 def _waits_for_manager(method: Callable[P, R]) -> Callable[P, R]:
@@ -105,12 +94,6 @@ def secret_name(environment: str, key: str, value: str) -> str:
     """Swarm secrets are immutable: a new value is a new secret, named by its digest (never by the value)."""
     digest = hashlib.sha256(f"{environment}\0{key}\0{value}".encode()).hexdigest()[:40]
     return f"{SECRET_PREFIX}{digest}"
-
-
-def _memory_bytes(memory: str) -> int:
-    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
-    suffix = memory[-1].lower()
-    return int(memory[:-1]) * units[suffix] if suffix in units else int(memory)
 
 
 class SwarmRuntime:
@@ -191,6 +174,7 @@ class SwarmRuntime:
     @_waits_for_manager
     def run_slot(self, specs: list[ReplicaSpec]) -> list[str]:
         from docker import types
+        from docker.utils import parse_bytes
 
         if not specs:
             return []
@@ -227,7 +211,7 @@ class SwarmRuntime:
             cap_drop=["ALL"],
             stop_grace_period=10 * 10**9,
         )
-        resources = types.Resources(cpu_limit=int(first.cpus * 1e9), mem_limit=_memory_bytes(first.memory))
+        resources = types.Resources(cpu_limit=int(first.cpus * 1e9), mem_limit=parse_bytes(first.memory))
         resources["Limits"]["Pids"] = REPLICA_PIDS_LIMIT  # API 1.41; docker-py has no argument for it
         template = types.TaskTemplate(
             container,
